@@ -1,0 +1,5 @@
+import sys
+
+from digitrec.cli import main
+
+sys.exit(main())

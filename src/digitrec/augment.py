@@ -1,0 +1,63 @@
+"""Training-time augmentation, as Keras layers so it runs on any backend and on the device.
+
+Handwriting varies in slant, position, size and pen width; these layers draw such variations
+afresh for every batch. They act only when `training=True` and are never part of a saved or
+exported model: `train` wraps them around the model and saves the model alone.
+"""
+
+import keras
+from keras import layers, ops
+
+from digitrec.models import IMAGE_SHAPE
+
+
+@keras.saving.register_keras_serializable(package="digitrec")
+class RandomStrokeWidth(layers.Layer):
+    """Thicken or thin the strokes of each image by up to `amount` of a 3×3 dilation or erosion."""
+
+    def __init__(self, amount: float = 0.5, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.amount = amount
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        if not training or self.amount == 0:
+            return images
+        x = ops.expand_dims(images, -1)
+        dilated = ops.max_pool(x, 3, strides=1, padding="same")
+        eroded = -ops.max_pool(-x, 3, strides=1, padding="same")
+        shape = (ops.shape(x)[0], 1, 1, 1)
+        t = keras.random.uniform(shape, -self.amount, self.amount, seed=self.seed_generator)
+        out = x + ops.relu(t) * (dilated - x) + ops.relu(-t) * (eroded - x)
+        return ops.squeeze(ops.clip(out, 0.0, 1.0), -1)
+
+    def get_config(self):
+        return {**super().get_config(), "amount": self.amount, "seed": self.seed}
+
+
+def augmenter(
+    rotation_deg: float = 10.0,
+    shift: float = 0.1,
+    zoom: float = 0.1,
+    stroke: float = 0.5,
+    seed: int | None = None,
+) -> keras.Sequential:
+    """Random rotation, shift, zoom and stroke width: the recipe of the best MNIST CNNs.
+
+    Rotation ±10°, shift ±10% and zoom ±10% follow Deotte's Kaggle study; stroke width stands in
+    for the different pens and scanners of real digits.
+    """
+    fill = {"fill_mode": "constant", "fill_value": 0.0, "seed": seed}
+    return keras.Sequential(
+        [
+            keras.Input(IMAGE_SHAPE),
+            layers.Reshape((*IMAGE_SHAPE, 1)),
+            layers.RandomRotation(rotation_deg / 360.0, **fill),
+            layers.RandomTranslation(shift, shift, **fill),
+            layers.RandomZoom(zoom, zoom, **fill),
+            layers.Reshape(IMAGE_SHAPE),
+            RandomStrokeWidth(stroke, seed=seed),
+        ],
+        name="augment",
+    )

@@ -1,0 +1,204 @@
+"""The `digitrec` command: flags in, one library call, a summary out.
+
+Every user error is one line on stderr, `digitrec: error: ...`, with exit code 2; `--debug`
+shows the traceback instead. Ctrl-C exits 130.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import NoReturn
+
+from digitrec.errors import ConfigError, DigitrecError
+
+DEFAULT_MODEL = "cnn"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"digitrec: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+_positive_int.__name__ = "whole number"  # argparse names the type in its message
+_positive_float.__name__ = "number"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="digitrec", description="Handwritten digit recognition on TensorFlow/Keras.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow's log")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a model and evaluate it on the test set")
+    train.add_argument(
+        "--model", help=f"softmax (the tutorial's), mlp, lenet5, fast, {DEFAULT_MODEL} (default)"
+    )
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--lr", type=_positive_float, help="learning rate (the peak, for schedules)")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--train-limit", type=_positive_int, help="train on the first N images (smoke runs)")
+    train.add_argument("--out", type=Path, help="model directory (default: runs/MODEL-TIME)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--tensorboard", type=Path, metavar="DIR", help="write TensorBoard logs to DIR")
+    _add_data_flags(train)
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a model on the test set")
+    evaluate.add_argument("--model", default="default", help="model directory, .keras file, or bundled name")
+    evaluate.add_argument("--split", default="test", choices=["test", "validation"])
+    _add_data_flags(evaluate)
+    evaluate.set_defaults(handler=_evaluate)
+    return parser
+
+
+def _add_data_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--dataset", help="mnist (default), fashion-mnist or kmnist")
+    command.add_argument("--data-dir", type=Path, help="where the dataset's IDX files are")
+    command.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from digitrec.train import checkpoint_config, recipe, train
+
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "dataset": args.dataset,
+        "train_limit": args.train_limit,
+    }
+    if args.resume:
+        if args.out is None:
+            raise ConfigError("--resume needs --out DIR, the run to continue")
+        # The checkpoint's configuration, with any flag given on top; train() refuses a change.
+        stored = checkpoint_config(args.out)
+        config = replace(
+            stored, **{k: v for k, v in {**overrides, "model": args.model}.items() if v is not None}
+        )
+    else:
+        config = recipe(args.model or DEFAULT_MODEL, **overrides)
+    out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    log = _log_to(sys.stderr if args.json else sys.stdout)
+    result = train(
+        config,
+        out,
+        data_dir=args.data_dir,
+        resume=args.resume,
+        log=log,
+        progress=_interactive(args),
+        tensorboard_dir=args.tensorboard,
+    )
+    summary = {
+        "model_dir": str(result.model_dir),
+        "model": config.model,
+        "accuracy": result.accuracy,
+        "val_accuracy": result.val_accuracy,
+        "train_seconds": round(result.train_seconds, 2),
+        "epochs": result.epochs,
+    }
+    _report(
+        args,
+        summary,
+        f"test accuracy {result.accuracy:.4f} (validation {result.val_accuracy:.4f}) after "
+        f"{result.epochs} epochs, {result.train_seconds:.1f} s of training; saved to {result.model_dir}",
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from digitrec.evaluate import evaluate
+
+    figures = evaluate(args.model, args.dataset, args.data_dir, args.split)
+    _report(args, figures, _evaluation_text(figures))
+
+
+def _evaluation_text(figures: dict) -> str:
+    lines = [
+        f"{figures['model']} on {figures['dataset']} {figures['split']}: accuracy {figures['accuracy']:.4f}"
+        f" ({figures['errors']} errors in {figures['n']})",
+        "digit  precision  recall  f1      support",
+    ]
+    for digit, row in figures["per_class"].items():
+        lines.append(
+            f"{digit:>5}  {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}"
+        )
+    lines.append("confusion (rows: true digit, columns: predicted)")
+    lines += [" ".join(f"{count:5d}" for count in row) for row in figures["confusion"]]
+    return "\n".join(lines)
+
+
+def _report(args: argparse.Namespace, figures: dict, text: str) -> None:
+    print(json.dumps(figures) if args.json else text)
+
+
+def _log_to(stream):
+    return lambda line: print(line, file=stream, flush=True)
+
+
+def _interactive(args: argparse.Namespace) -> bool:
+    return not args.json and sys.stdout.isatty()
+
+
+def _import_keras_quietly() -> None:
+    """Import Keras (and so TensorFlow) with TensorFlow's start-up chatter sent nowhere.
+
+    TensorFlow's C++ layer writes its oneDNN and CPU-feature notices to file descriptor 2
+    before any Python setting can stop it; the notices are held back during the import and
+    shown only if the import fails.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if not args.debug:
+            _import_keras_quietly()
+        args.handler(args)
+    except KeyboardInterrupt:
+        print("digitrec: interrupted", file=sys.stderr)
+        return 130
+    except (DigitrecError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"digitrec: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

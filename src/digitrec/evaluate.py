@@ -1,0 +1,38 @@
+"""Evaluation of a trained model on a dataset split: accuracy, per-class figures, confusion."""
+
+import time
+from pathlib import Path
+
+from digitrec.artifact import LoadedModel, load_model
+from digitrec.data import load_dataset, scale
+from digitrec.errors import ConfigError
+from digitrec.metrics import classification_metrics
+from digitrec.models import predict_proba
+
+SPLITS = ("test", "validation")
+
+
+def evaluate(
+    model: LoadedModel | str | Path = "default",
+    dataset: str | None = None,
+    data_dir: Path | str | None = None,
+    split: str = "test",
+) -> dict:
+    """Figures of `model` on a split of `dataset` (by default the one it was trained on)."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    dataset = dataset or loaded.metadata.get("dataset", "mnist")
+    data = load_dataset(dataset, data_dir)
+    images, labels = (
+        (data.test_images, data.test_labels) if split == "test" else (data.val_images, data.val_labels)
+    )
+    started = time.perf_counter()
+    probs = predict_proba(loaded.model, scale(images))
+    return {
+        "model": str(loaded.path),
+        "dataset": dataset,
+        "split": split,
+        **classification_metrics(labels, probs),
+        "seconds": round(time.perf_counter() - started, 3),
+    }

@@ -1,0 +1,48 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from digitrec.artifact import load_model
+from digitrec.errors import ModelError
+from digitrec.models import predict_proba
+
+
+def test_a_saved_model_directory_describes_itself(tiny_model_dir):
+    metadata = json.loads((tiny_model_dir / "metadata.json").read_text())
+    assert metadata["model"] == "softmax" and metadata["dataset"] == "mnist"
+    assert metadata["config"]["lr"] == 0.01 and metadata["config"]["batch_size"] == 100
+    assert 0.5 < metadata["metrics"]["test"]["accuracy"] <= 1 and "validation" in metadata["metrics"]
+    assert {"keras", "numpy", "python"} <= set(metadata["versions"]) and metadata["created"]
+    assert len(metadata["weights_sha256"]) == 64
+
+
+def test_a_directory_and_its_keras_file_load_to_the_same_model(tiny_model_dir):
+    images = np.random.default_rng(0).random((2, 28, 28), np.float32)
+    from_dir, from_file = load_model(tiny_model_dir), load_model(tiny_model_dir / "model.keras")
+    assert from_dir.metadata["model"] == "softmax" and from_file.metadata == {}
+    assert np.allclose(predict_proba(from_dir.model, images), predict_proba(from_file.model, images))
+
+
+def test_a_corrupted_weights_file_is_refused_by_its_checksum(tiny_model_dir, tmp_path):
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    weights = copy / "model.keras"
+    raw = bytearray(weights.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match=r"SHA-256 .* differs from metadata\.json"):
+        load_model(copy)
+
+
+def test_a_file_that_is_not_a_model_is_refused_in_one_line(tmp_path):
+    fake = tmp_path / "fake.keras"
+    fake.write_bytes(b"not a zip at all")
+    with pytest.raises(ModelError, match="not a loadable Keras model") as info:
+        load_model(fake)
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_model_says_what_would_do(tmp_path):
+    with pytest.raises(ModelError, match=r"pass a model directory, a \.keras file, or one of default"):
+        load_model(tmp_path / "nothing-here")

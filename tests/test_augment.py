@@ -1,0 +1,28 @@
+import numpy as np
+
+from digitrec.augment import RandomStrokeWidth, augmenter
+
+
+def _bar() -> np.ndarray:
+    images = np.zeros((4, 28, 28), np.float32)
+    images[:, 6:22, 13:15] = 1.0
+    return images
+
+
+def test_augmentation_is_the_identity_outside_training():
+    images = _bar()
+    assert np.array_equal(np.asarray(augmenter(seed=0)(images, training=False)), images)
+
+
+def test_augmentation_moves_ink_but_keeps_shape_and_range():
+    out = np.asarray(augmenter(seed=0)(_bar(), training=True))
+    assert out.shape == (4, 28, 28) and out.min() >= 0 and out.max() <= 1 + 1e-6
+    assert not np.allclose(out, _bar())
+
+
+def test_stroke_width_thickens_and_thins():
+    ink = _bar().sum(axis=(1, 2))
+    thick = np.asarray(RandomStrokeWidth(1.0, seed=1)(np.tile(_bar(), (8, 1, 1)), training=True)).sum(
+        axis=(1, 2)
+    )
+    assert thick.max() > ink[0] * 1.2 and thick.min() < ink[0] * 0.9

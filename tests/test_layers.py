@@ -1,0 +1,68 @@
+"""Modules import only from layers below them (house style, section 1)."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digitrec"
+# A companion module (files, augment, artifact) sits half a layer above what it serves.
+LAYERS = {
+    "errors": 0,
+    "files": 0.5,
+    "data": 1,
+    "preprocess": 1,
+    "metrics": 1,
+    "models": 2,
+    "augment": 2.5,
+    "artifact": 2.5,
+    "train": 3,
+    "evaluate": 3,
+    "distribute": 3,
+    "report": 3,
+    "recognizer": 4,
+    "export": 5,
+    "serve": 5,
+    "cli": 5,
+    "__main__": 6,
+    "__init__": 6,
+}
+
+
+def _digitrec_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("digitrec."):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("digitrec.")}
+    return names
+
+
+def test_every_module_has_a_layer():
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    assert modules <= set(LAYERS), f"give these a layer in this test: {modules - set(LAYERS)}"
+
+
+def test_no_module_imports_from_its_own_layer_or_above():
+    upward = []
+    for path in PACKAGE.glob("*.py"):
+        for name in _digitrec_imports(path):
+            if LAYERS[name] >= LAYERS[path.stem] and path.stem != "__main__":
+                upward.append(f"{path.stem} imports {name}")
+    assert upward == []
+
+
+def test_nothing_imports_the_cli_but_the_entry_point():
+    importers = [p.stem for p in PACKAGE.glob("*.py") if "cli" in _digitrec_imports(p)]
+    assert importers == ["__main__"]
+
+
+def test_layer_one_modules_do_not_import_keras_or_tensorflow():
+    for stem in ("errors", "files", "data", "metrics"):
+        tree = ast.parse((PACKAGE / f"{stem}.py").read_text())
+        imported = {
+            a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }
+        imported |= {
+            n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+        }
+        assert not imported & {"keras", "tensorflow"}, stem

@@ -1,0 +1,125 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from digitrec.artifact import load_model
+from digitrec.errors import ConfigError
+from digitrec.models import predict_proba
+from digitrec.train import recipe, train
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+def test_the_tutorials_recipe_is_the_default_for_softmax():
+    config = recipe("softmax")
+    assert (config.lr, config.batch_size, config.epochs, config.optimizer) == (0.01, 100, 10, "sgd")
+    assert (config.schedule, config.augment, config.test_every) == ("constant", False, 2)
+
+
+def test_overrides_apply_and_none_keeps_the_recipe():
+    assert recipe("fast", epochs=5, lr=None).epochs == 5 and recipe("fast", lr=None).lr == 0.01
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "epochs must be at least 1"),
+        ("lr", -1.0, "lr must be in"),
+        ("optimizer", "lbfgs", "optimizer must be one of"),
+    ],
+)
+def test_bad_values_are_refused(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        recipe("mlp", **{field: value})
+
+
+def test_the_same_seed_gives_the_same_model(tmp_path):
+    images = np.random.default_rng(0).random((8, 28, 28), np.float32)
+    probs = []
+    for run in ("a", "b"):
+        train(recipe("mlp", epochs=1, train_limit=1000, seed=3), tmp_path / run, log=_quiet)
+        probs.append(predict_proba(load_model(tmp_path / run).model, images))
+    assert np.allclose(probs[0], probs[1], atol=1e-5)
+
+
+def test_training_writes_history_and_reports_the_tutorials_test_accuracy(tmp_path):
+    lines: list[str] = []
+    result = train(recipe("softmax", epochs=2, train_limit=3000), tmp_path / "m", log=lines.append)
+    history = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and {"loss", "val_accuracy", "lr", "seconds"} <= set(
+        history[0]
+    )
+    assert lines[-1] == f"epoch 2: test accuracy {result.accuracy:.4f}"
+    assert (
+        not list((tmp_path / "m").glob("epoch-*.keras")) and not (tmp_path / "m" / "checkpoint.json").exists()
+    )
+
+
+def test_a_finished_model_is_never_overwritten(tmp_path, tiny_model_dir):
+    with pytest.raises(ConfigError, match="already holds a model"):
+        train(recipe("softmax", epochs=1, train_limit=500), tiny_model_dir, log=_quiet)
+
+
+def _wait_for(path, process, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"no {path} after {timeout_s} s"
+        time.sleep(0.05)
+
+
+def test_a_run_killed_after_its_first_checkpoint_resumes_and_finishes(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "digitrec",
+        "train",
+        "--model",
+        "fast",
+        "--epochs",
+        "3",
+        "--train-limit",
+        "4000",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(out / "checkpoint.json", process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+    assert not (out / "model.keras").exists()
+    done_before = json.loads((out / "checkpoint.json").read_text())["epoch"]
+
+    resumed = subprocess.run(
+        [*command[:3], "train", "--resume", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from the checkpoint after epoch {done_before} of 3" in resumed.stderr
+    assert "oneDNN" not in resumed.stderr and "absl" not in resumed.stderr
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 3 and summary["model"] == "fast"
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2, 3]
+
+
+def test_resume_refuses_a_changed_configuration(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    config = recipe("fast", train_limit=100)
+    (out / "checkpoint.json").write_text(
+        json.dumps({"epoch": 1, "file": "epoch-0001.keras", "config": vars(config), "history": []})
+    )
+    with pytest.raises(ConfigError, match=r"lr is 0\.5 here but 0\.01 in the checkpoint"):
+        train(recipe("fast", train_limit=100, lr=0.5), out, resume=True, log=_quiet)
