@@ -103,7 +103,7 @@ class Dataset:
 
 def scale(images: np.ndarray) -> np.ndarray:
     """uint8 pixels 0..255 to the models' input: float32 in [0, 1]."""
-    return images.astype(np.float32) / np.float32(255)
+    return np.multiply(images, np.float32(1 / 255), dtype=np.float32)
 
 
 def read_idx(path: Path | str) -> np.ndarray:
@@ -129,7 +129,7 @@ def read_idx(path: Path | str) -> np.ndarray:
     if len(raw) != expected:
         fault = "truncated" if len(raw) < expected else "has trailing bytes"
         raise DataError(f"{path}: {fault}: dimensions {shape} need {expected} bytes, the file has {len(raw)}")
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 def write_idx(path: Path | str, array: np.ndarray) -> None:
