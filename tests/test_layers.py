@@ -18,6 +18,7 @@ LAYERS = {
     "evaluate": 3,
     "distribute": 3,
     "report": 3,
+    "ensemble": 3.5,
     "recognizer": 4,
     "export": 5,
     "serve": 5,

@@ -123,3 +123,24 @@ def test_resume_refuses_a_changed_configuration(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"lr is 0\.5 here but 0\.01 in the checkpoint"):
         train(recipe("fast", train_limit=100, lr=0.5), out, resume=True, log=_quiet)
+
+
+def test_an_ensemble_trains_its_members_then_averages_them(tmp_path):
+    from digitrec.ensemble import train_ensemble
+
+    lines: list[str] = []
+    config = recipe("softmax", epochs=1, train_limit=1500, test_every=0)
+    result = train_ensemble(config, tmp_path / "ens", members=2, log=lines.append)
+    metadata = json.loads((tmp_path / "ens" / "metadata.json").read_text())
+    assert metadata["model"] == "ensemble" and [m["seed"] for m in metadata["members"]] == [0, 1]
+    assert metadata["metrics"]["test"]["accuracy"] == result.accuracy > 0.5
+    images = np.random.default_rng(0).random((3, 28, 28), np.float32)
+    members = [predict_proba(load_model(tmp_path / "ens" / f"member-{k}").model, images) for k in (0, 1)]
+    joined = predict_proba(load_model(tmp_path / "ens").model, images)
+    assert np.allclose(joined, np.mean(members, axis=0), atol=1e-6)
+
+    lines.clear()
+    (tmp_path / "ens" / "model.keras").unlink()
+    (tmp_path / "ens" / "metadata.json").unlink()
+    train_ensemble(config, tmp_path / "ens", members=2, log=lines.append)
+    assert lines == ["member 0: already trained", "member 1: already trained"]

@@ -80,40 +80,25 @@ def _add_data_flags(command: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from digitrec.train import checkpoint_config, recipe, train
-
-    overrides = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "dataset": args.dataset,
-        "train_limit": args.train_limit,
+    config = _train_config(args)
+    name = "ensemble" if args.model == "ensemble" else config.model
+    out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    options = {
+        "data_dir": args.data_dir,
+        "log": _log_to(sys.stderr if args.json else sys.stdout),
+        "progress": _interactive(args),
     }
-    if args.resume:
-        if args.out is None:
-            raise ConfigError("--resume needs --out DIR, the run to continue")
-        # The checkpoint's configuration, with any flag given on top; train() refuses a change.
-        stored = checkpoint_config(args.out)
-        config = replace(
-            stored, **{k: v for k, v in {**overrides, "model": args.model}.items() if v is not None}
-        )
+    if name == "ensemble":
+        from digitrec.ensemble import train_ensemble
+
+        result = train_ensemble(config, out, args.members, **options)
     else:
-        config = recipe(args.model or DEFAULT_MODEL, **overrides)
-    out = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    log = _log_to(sys.stderr if args.json else sys.stdout)
-    result = train(
-        config,
-        out,
-        data_dir=args.data_dir,
-        resume=args.resume,
-        log=log,
-        progress=_interactive(args),
-        tensorboard_dir=args.tensorboard,
-    )
+        from digitrec.train import train
+
+        result = train(config, out, resume=args.resume, tensorboard_dir=args.tensorboard, **options)
     summary = {
         "model_dir": str(result.model_dir),
-        "model": config.model,
+        "model": name,
         "accuracy": result.accuracy,
         "val_accuracy": result.val_accuracy,
         "train_seconds": round(result.train_seconds, 2),
@@ -122,9 +107,31 @@ def _train(args: argparse.Namespace) -> None:
     _report(
         args,
         summary,
-        f"test accuracy {result.accuracy:.4f} (validation {result.val_accuracy:.4f}) after "
-        f"{result.epochs} epochs, {result.train_seconds:.1f} s of training; saved to {result.model_dir}",
+        f"test accuracy {result.accuracy:.4f} (validation {result.val_accuracy:.4f}) "
+        f"after {result.epochs} epochs, {result.train_seconds:.1f} s of training; "
+        f"saved to {result.model_dir}",
     )
+
+
+def _train_config(args: argparse.Namespace):
+    """The recipe of --model with the flags given on top; on --resume, the checkpoint's."""
+    from digitrec.train import checkpoint_config, recipe
+
+    flags = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "dataset": args.dataset,
+        "train_limit": args.train_limit,
+    }
+    if not args.resume:
+        return recipe(DEFAULT_MODEL if args.model in (None, "ensemble") else args.model, **flags)
+    if args.out is None:
+        raise ConfigError("--resume needs --out DIR, the run to continue")
+    # Flags given with --resume must agree with the checkpoint: train() names any that differ.
+    flags["model"] = args.model
+    return replace(checkpoint_config(args.out), **{k: v for k, v in flags.items() if v is not None})
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -1,0 +1,93 @@
+"""Ensembles: several networks trained alone, their probabilities averaged, saved as one model.
+
+Members are `cnn` runs that differ only in seed (seed, seed + 1, ...), fixed before training:
+none is picked or dropped by its test score. Each member trains into `OUT/member-K/` with the
+usual checkpoints, so an ensemble is built over several sessions by running the same command
+again; once every member is there they are joined into `OUT/model.keras`.
+"""
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from digitrec.artifact import MODEL_FILE, load_model, save_model_dir
+from digitrec.data import load_dataset, scale
+from digitrec.errors import ConfigError
+from digitrec.metrics import classification_metrics
+from digitrec.models import ensemble, predict_proba
+from digitrec.train import CHECKPOINT_INDEX, TrainConfig, TrainResult, train
+
+
+def train_ensemble(
+    config: TrainConfig,
+    out_dir: Path | str,
+    members: int = 5,
+    *,
+    data_dir: Path | str | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = False,
+) -> TrainResult:
+    """Train the members that are not finished yet (resuming a stopped one), then join them."""
+    if members < 1:
+        raise ConfigError(f"an ensemble needs at least 1 member, got {members}")
+    out_dir = Path(out_dir)
+    member_dirs = [out_dir / f"member-{k}" for k in range(members)]
+    for k, member_dir in enumerate(member_dirs):
+        if (member_dir / MODEL_FILE).exists():
+            log(f"member {k}: already trained")
+            continue
+        log(f"member {k}: training {config.model} with seed {config.seed + k}")
+        resume = (member_dir / CHECKPOINT_INDEX).exists()
+        train(
+            replace(config, seed=config.seed + k),
+            member_dir,
+            data_dir=data_dir,
+            resume=resume,
+            log=log,
+            progress=progress,
+        )
+    return join_members(member_dirs, out_dir, data_dir=data_dir)
+
+
+def join_members(
+    member_dirs: list[Path], out_dir: Path, *, data_dir: Path | str | None = None
+) -> TrainResult:
+    """Save the average of trained members as one model, with validation and test figures."""
+    loaded = [load_model(d) for d in member_dirs]
+    for k, member in enumerate(loaded):
+        member.model.name = f"member_{k}"  # layer names in one model must be unique
+    model = ensemble([member.model for member in loaded])
+    dataset = loaded[0].metadata.get("dataset", "mnist")
+    data = load_dataset(dataset, data_dir)
+    figures = {
+        "validation": classification_metrics(data.val_labels, predict_proba(model, scale(data.val_images))),
+        "test": classification_metrics(data.test_labels, predict_proba(model, scale(data.test_images))),
+    }
+    train_seconds = sum(m.metadata.get("train_seconds", 0.0) for m in loaded)
+    save_model_dir(
+        model,
+        out_dir,
+        {
+            "model": "ensemble",
+            "dataset": dataset,
+            "config": loaded[0].metadata.get("config", {}),
+            "members": [
+                {
+                    "dir": d.name,
+                    "seed": m.metadata.get("config", {}).get("seed"),
+                    "test_accuracy": m.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
+                    "val_accuracy": m.metadata.get("metrics", {}).get("validation", {}).get("accuracy"),
+                }
+                for d, m in zip(member_dirs, loaded, strict=True)
+            ],
+            "metrics": figures,
+            "train_seconds": round(train_seconds, 2),
+        },
+    )
+    return TrainResult(
+        out_dir,
+        figures["test"]["accuracy"],
+        figures["validation"]["accuracy"],
+        train_seconds,
+        sum(m.metadata.get("epochs", 0) for m in loaded),
+    )
