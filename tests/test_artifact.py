@@ -15,7 +15,7 @@ def test_a_saved_model_directory_describes_itself(tiny_model_dir):
     assert metadata["config"]["lr"] == 0.01 and metadata["config"]["batch_size"] == 100
     assert 0.5 < metadata["metrics"]["test"]["accuracy"] <= 1 and "validation" in metadata["metrics"]
     assert {"keras", "numpy", "python"} <= set(metadata["versions"]) and metadata["created"]
-    assert len(metadata["weights_sha256"]) == 64
+    assert len(metadata["weights_sha256"]) == 64 and metadata["parameters"] == 7850
 
 
 def test_a_directory_and_its_keras_file_load_to_the_same_model(tiny_model_dir):

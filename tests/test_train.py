@@ -144,3 +144,29 @@ def test_an_ensemble_trains_its_members_then_averages_them(tmp_path):
     (tmp_path / "ens" / "metadata.json").unlink()
     train_ensemble(config, tmp_path / "ens", members=2, log=lines.append)
     assert lines == ["member 0: already trained", "member 1: already trained"]
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path):
+    # A learning rate this small leaves the zero weights all but untouched: validation never improves.
+    result = train(
+        recipe("softmax", epochs=6, lr=1e-12, patience=1, train_limit=1000), tmp_path / "m", log=_quiet
+    )
+    assert result.epochs == 2
+
+
+def test_tensorboard_logs_are_written_where_asked(tmp_path):
+    train(
+        recipe("softmax", epochs=1, train_limit=500),
+        tmp_path / "m",
+        log=_quiet,
+        tensorboard_dir=tmp_path / "tb",
+    )
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+
+
+def test_an_ema_of_the_weights_is_what_gets_saved(tmp_path):
+    weights = []
+    for name, ema in (("plain", 0.0), ("ema", 0.9)):
+        train(recipe("softmax", epochs=1, train_limit=2000, ema_momentum=ema), tmp_path / name, log=_quiet)
+        weights.append(load_model(tmp_path / name).model.get_weights()[0])
+    assert not np.allclose(weights[0], weights[1]) and np.abs(weights[1]).max() > 0

@@ -54,6 +54,7 @@ def save_model_dir(model: keras.Model, out_dir: Path, metadata: dict) -> Path:
     full = {
         "format": "digitrec-model/1",
         **metadata,
+        "parameters": model.count_params(),
         "versions": library_versions(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "weights_sha256": sha256_of(out_dir / MODEL_FILE),

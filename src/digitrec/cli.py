@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=_positive_float, help="learning rate (the peak, for schedules)")
     train.add_argument("--seed", type=int)
+    train.add_argument("--patience", type=_positive_int, help="stop after N epochs without better validation")
+    train.add_argument("--ema", type=float, metavar="MOMENTUM", help="save an EMA of the weights, e.g. 0.999")
     train.add_argument("--train-limit", type=_positive_int, help="train on the first N images (smoke runs)")
     train.add_argument("--out", type=Path, help="model directory (default: runs/MODEL-TIME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -124,6 +126,8 @@ def _train_config(args: argparse.Namespace):
         "seed": args.seed,
         "dataset": args.dataset,
         "train_limit": args.train_limit,
+        "patience": args.patience,
+        "ema_momentum": args.ema,
     }
     if not args.resume:
         return recipe(DEFAULT_MODEL if args.model in (None, "ensemble") else args.model, **flags)

@@ -45,6 +45,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.05
     augment: bool = True
+    ema_momentum: float = 0.0  # keep an exponential moving average of the weights and save it; 0: off
+    patience: int = 0  # stop after N epochs without a better val_accuracy, keeping the best; 0: never
     seed: int = 0
     steps_per_execution: int = 1
     op_threads: int = 0  # threads per TensorFlow op; 0 leaves TensorFlow's default
@@ -61,8 +63,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be in (0, 10], got {self.lr}")
         if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}")
-        if not 0 <= self.label_smoothing < 1 or self.warmup_epochs < 0 or self.train_limit < 0:
-            raise ConfigError("label_smoothing must be in [0, 1); warmup_epochs and train_limit >= 0")
+        if not (0 <= self.label_smoothing < 1 and 0 <= self.ema_momentum < 1):
+            raise ConfigError("label_smoothing and ema_momentum must be in [0, 1)")
+        if min(self.warmup_epochs, self.train_limit, self.patience, self.op_threads) < 0:
+            raise ConfigError("warmup_epochs, train_limit, patience and op_threads must be >= 0")
 
 
 RECIPES = {
@@ -143,12 +147,11 @@ def train(
         if start_epoch
         else _compiled_trainer(config, steps_per_epoch=_steps(config, limit))
     )
-    callbacks: list[keras.callbacks.Callback] = [
+    callbacks = [
         _EpochReport(config, history, log, (val_x, data.val_labels), (test_x, data.test_labels)),
+        *_optional_callbacks(config, tensorboard_dir),
         _Checkpoint(config, out_dir, history),
     ]
-    if tensorboard_dir:
-        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir)))
     if start_epoch:
         log(f"resuming from the checkpoint after epoch {start_epoch} of {config.epochs}")
     started = time.perf_counter()
@@ -226,6 +229,20 @@ def _compiled_trainer(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     return trainer
 
 
+def _optional_callbacks(config: TrainConfig, tensorboard_dir: Path | str | None) -> list:
+    """Early stopping and TensorBoard, where asked for; both read the validation figures."""
+    callbacks: list[keras.callbacks.Callback] = []
+    if config.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=config.patience, restore_best_weights=True
+            )
+        )
+    if tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard_dir)))
+    return callbacks
+
+
 def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     lr: float | keras.optimizers.schedules.LearningRateSchedule = config.lr
     if config.schedule == "cosine":
@@ -237,13 +254,14 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Op
             warmup_target=config.lr if warmup else None,
             warmup_steps=warmup,
         )
+    # Keras swaps the averaged weights in at the end of fit (Optimizer.finalize_variable_values).
+    ema = {"use_ema": config.ema_momentum > 0, "ema_momentum": config.ema_momentum or 0.99}
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr)
+        return keras.optimizers.SGD(lr, **ema)
+    betas = {"beta_1": config.beta_1, "beta_2": config.beta_2}
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr, beta_1=config.beta_1, beta_2=config.beta_2)
-    return keras.optimizers.AdamW(
-        lr, weight_decay=config.weight_decay, beta_1=config.beta_1, beta_2=config.beta_2
-    )
+        return keras.optimizers.Adam(lr, **betas, **ema)
+    return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **betas, **ema)
 
 
 def _inner_model(trainer: keras.Model) -> keras.Model:
