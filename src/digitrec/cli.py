@@ -15,9 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
-from digitrec.errors import ConfigError, DigitrecError
+from digitrec.errors import ConfigError, DigitrecError, ImageError
+from digitrec.preprocess import IMAGE_SUFFIXES, find_images
 
 DEFAULT_MODEL = "cnn"
+PREDICT_BATCH = 64
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["test", "validation"])
     _add_data_flags(evaluate)
     evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="recognize the digits in image files")
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or directories")
+    predict.add_argument("--model", default="default", help="model directory, .keras file, or bundled name")
+    predict.add_argument("--top-k", type=_positive_int, metavar="K", help="also list the K likeliest digits")
+    predict.add_argument("--multi", action="store_true", help="read several digits: a number")
+    predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    predict.set_defaults(handler=_predict)
     return parser
 
 
@@ -145,6 +155,45 @@ def _evaluate(args: argparse.Namespace) -> None:
     _report(args, figures, _evaluation_text(figures))
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from digitrec.recognizer import Recognizer
+
+    recognizer = Recognizer.load(args.model)
+    files = find_images(args.paths)
+    if not files:
+        raise ConfigError(
+            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {', '.join(map(str, args.paths))}"
+        )
+    failures = 0
+    for start in range(0, len(files), PREDICT_BATCH):
+        readable, prepared = [], []
+        for path in files[start : start + PREDICT_BATCH]:
+            try:
+                prepared.append(recognizer.prepare(path, args.multi))
+                readable.append(path)
+            except ImageError as exc:  # one unreadable file does not stop the others
+                print(f"digitrec: error: {path}: {exc}", file=sys.stderr)
+                failures += 1
+        for path, answer in zip(readable, recognizer.predict_prepared(prepared), strict=True):
+            print(
+                json.dumps({"path": str(path), **answer.to_dict(args.top_k)})
+                if args.json
+                else _prediction_text(path, answer, args.top_k)
+            )
+    return 2 if failures else 0
+
+
+def _prediction_text(path: Path, answer, top_k: int | None) -> str:
+    text = f"{path}: {answer.digit} ({answer.confidence:.3f})"
+    if answer.number is not None:
+        text += f"  number {answer.number or '-'}"
+    if top_k:
+        text += "  top " + ", ".join(
+            f"{t['digit']} {t['probability']:.3f}" for t in answer.to_dict(top_k)["top_k"]
+        )
+    return text + (f"  uncertain: {answer.reason}" if answer.uncertain else "")
+
+
 def _evaluation_text(figures: dict) -> str:
     lines = [
         f"{figures['model']} on {figures['dataset']} {figures['split']}: accuracy {figures['accuracy']:.4f}"
@@ -203,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.debug:
             _import_keras_quietly()
-        args.handler(args)
+        code = args.handler(args) or 0
     except KeyboardInterrupt:
         print("digitrec: interrupted", file=sys.stderr)
         return 130
@@ -212,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"digitrec: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return code
 
 
 def run() -> NoReturn:

@@ -1,0 +1,295 @@
+"""From any image a user has to what the model saw: MNIST's own normalisation, in NumPy and Pillow.
+
+MNIST digits are white ink on black, the ink's bounding box fitted into 20×20 keeping its
+aspect ratio, anti-aliased, and placed in a 28×28 frame so that the ink's centre of mass is at
+the centre. A photo of a digit on paper is far from that: dark ink on light, off-centre, of any
+size, under uneven light, with noise and JPEG artefacts. `to_mnist` undoes each difference:
+
+1. decode (PNG, JPEG, BMP, GIF first frame, WebP, TIFF), honouring EXIF orientation, with
+   transparency composited onto a backdrop that contrasts with the ink;
+2. grey, and polarity from the border: light paper means dark ink, which is inverted;
+3. the background estimated by a wide blur and subtracted, so shadows and gradients drop out;
+4. a threshold by Otsu's method on what remains, and connected components smaller than a speck
+   dropped;
+5. crop to the ink at full resolution, fit the longer side to 20 px with area averaging, and
+   place in 28×28 by centre of mass.
+
+`segment` does steps 1–4 once and returns one normalised digit per character, left to right.
+"""
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from digitrec.errors import ImageError
+
+MAX_PIXELS = 40_000_000  # a 40-megapixel photo; larger declared sizes are decompression bombs
+WORK_SIDE = 1024  # photos are shrunk to this longer side before cleaning: digits stay > 100 px
+FIT_SIDE = 20  # MNIST fits the ink's longer side to 20 px ...
+FRAME_SIDE = 28  # ... and centres it by mass in 28 × 28
+MIN_CONTRAST = 0.12  # less ink-to-paper contrast than this is an empty image
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, raised as an error below
+
+
+@dataclass(frozen=True)
+class Digit:
+    """One normalised digit: the 28×28 image the model sees and where it was in the input."""
+
+    image: np.ndarray  # (28, 28) float32 in [0, 1], white ink on black
+    box: tuple[int, int, int, int]  # (left, top, right, bottom) in the input's pixels
+    empty: bool = False  # no ink found: the image is blank or nearly so
+
+
+ImageInput = str | Path | bytes | Image.Image | np.ndarray
+
+
+def load_grey(source: ImageInput) -> np.ndarray:
+    """Any supported input as a 2-D float32 array in [0, 1] (0 black), orientation applied."""
+    if isinstance(source, np.ndarray):
+        return _array_to_grey(source)
+    image = source if isinstance(source, Image.Image) else _open(source)
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        image = ImageOps.exif_transpose(image) or image
+        if image.width * image.height > MAX_PIXELS:
+            raise ImageError(
+                f"image of {image.width}×{image.height} pixels is over the {MAX_PIXELS:,}-pixel limit"
+            )
+        if image.format == "JPEG" and max(image.size) > 2 * WORK_SIDE:
+            image.draft("L", (image.width // 2, image.height // 2))  # decode at lower scale: 4-8× faster
+        return _flatten(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot decode the image: {exc}") from exc
+
+
+def _open(source: str | Path | bytes) -> Image.Image:
+    name = "the image bytes" if isinstance(source, bytes) else str(source)
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        image.load()
+        return image
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: declared size is over the {MAX_PIXELS:,}-pixel limit ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"{name}: not a readable image ({exc})") from exc
+
+
+def _flatten(image: Image.Image) -> np.ndarray:
+    """Grey in [0, 1], transparency composited onto black or white, whichever the ink is not."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"), np.float32) / 255
+        grey = np.asarray(rgba.convert("L"), np.float32) / 255
+        if alpha.min() < 0.99:
+            opaque = alpha > 0.5
+            ink_is_dark = not opaque.any() or float(grey[opaque].mean()) < 0.5
+            backdrop = 1.0 if ink_is_dark else 0.0
+            return (grey * alpha + backdrop * (1 - alpha)).astype(np.float32)
+        return grey
+    return np.asarray(image.convert("L"), np.float32) / 255
+
+
+def _array_to_grey(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
+        array = array[..., :3].mean(axis=-1) if array.shape[-1] >= 3 else array[..., 0]
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise ImageError(f"expected a 2-D image array (height, width), got shape {array.shape}")
+    if array.size > MAX_PIXELS:
+        raise ImageError(f"array of {array.size:,} pixels is over the {MAX_PIXELS:,}-pixel limit")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise ImageError(f"expected a numeric image array, got dtype {array.dtype}")
+    grey = array.astype(np.float32)
+    if not np.isfinite(grey).all():
+        raise ImageError("the image array holds NaN or infinite values")
+    if np.issubdtype(array.dtype, np.integer) or grey.max() > 1.0:
+        grey = grey / 255.0
+    return np.clip(grey, 0.0, 1.0)
+
+
+def is_mnist_like(grey: np.ndarray) -> bool:
+    """Already normalised: 28×28, dark border, so it goes to the model as it is."""
+    border = np.concatenate([grey[:2].ravel(), grey[-2:].ravel(), grey[:, :2].ravel(), grey[:, -2:].ravel()])
+    return grey.shape == (FRAME_SIDE, FRAME_SIDE) and float(border.max(initial=0)) < 0.1
+
+
+def ink_map(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ink strength in [0, 1] (1 the darkest stroke) with paper and lighting removed, and the scale.
+
+    Returns the ink of a copy shrunk to at most WORK_SIDE and the factor from it back to `grey`.
+    """
+    scale = max(grey.shape) / WORK_SIDE if max(grey.shape) > WORK_SIDE else 1.0
+    if scale > 1:
+        size = (max(1, round(grey.shape[1] / scale)), max(1, round(grey.shape[0] / scale)))
+        grey = np.asarray(Image.fromarray(grey, "F").resize(size, Image.Resampling.BOX), np.float32)
+    edge = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if float(np.median(edge)) > 0.5:  # light paper: make the ink the bright part
+        grey = 1.0 - grey
+    # The background (paper, shadows, gradients) is what an opening wider than any stroke
+    # leaves: it erases the bright strokes and keeps the slowly varying light under them.
+    width = max(3, max(grey.shape) // 4)
+    background = ndimage.uniform_filter(ndimage.grey_opening(grey, size=(width, width)), size=width)
+    ink = np.clip(grey - np.minimum(background, np.median(grey)), 0, None)
+    peak = float(np.percentile(ink, 99.9))
+    if peak < MIN_CONTRAST:  # paper, noise and shadows only: nothing to normalise up
+        return np.zeros_like(ink, np.float32), scale
+    return (ink / peak).clip(0, 1).astype(np.float32), scale
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of values in [0, 1]: the cut that best separates two classes."""
+    histogram, edges = np.histogram(values, bins=64, range=(0, 1))
+    weights = histogram.astype(np.float64)
+    centres = (edges[:-1] + edges[1:]) / 2
+    below = np.cumsum(weights)
+    above = below[-1] - below
+    mean_below = np.cumsum(weights * centres) / np.maximum(below, 1)
+    mean_above = (np.sum(weights * centres) - np.cumsum(weights * centres)) / np.maximum(above, 1)
+    between = below * above * (mean_below - mean_above) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def ink_components(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
+    """Label the strokes: pixels above Otsu's cut, 8-connected, specks dropped."""
+    if float(ink.max(initial=0)) < MIN_CONTRAST:
+        return np.zeros(ink.shape, np.int32), []
+    mask = ink > max(_otsu(ink[ink > 0.02]) if (ink > 0.02).any() else 0.5, 0.2)
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        return labels, []
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+    keep = sizes >= max(4, 0.02 * sizes.max())
+    labels = np.where(np.isin(labels, np.flatnonzero(keep) + 1), labels, 0)
+    return labels, [s for i, s in enumerate(ndimage.find_objects(labels)) if s is not None and keep[i]]
+
+
+def normalise(ink: np.ndarray) -> np.ndarray:
+    """A crop of ink (bright on dark) to MNIST's frame: longer side 20 px, centred by mass in 28×28."""
+    height, width = ink.shape
+    factor = FIT_SIDE / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    # BOX is area averaging when shrinking, which is how MNIST's anti-aliased grey edges arose.
+    fitted = np.asarray(
+        Image.fromarray(ink.astype(np.float32), "F").resize(size, Image.Resampling.BOX), np.float32
+    )
+    frame = np.zeros((FRAME_SIDE, FRAME_SIDE), np.float32)
+    total = float(fitted.sum())
+    rows, cols = np.indices(fitted.shape)
+    centre_row = float((rows * fitted).sum() / total) if total else fitted.shape[0] / 2
+    centre_col = float((cols * fitted).sum() / total) if total else fitted.shape[1] / 2
+    top = int(np.clip(round(FRAME_SIDE / 2 - centre_row), 0, FRAME_SIDE - fitted.shape[0]))
+    left = int(np.clip(round(FRAME_SIDE / 2 - centre_col), 0, FRAME_SIDE - fitted.shape[1]))
+    frame[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+    return np.clip(frame, 0, 1)
+
+
+def to_mnist(source: ImageInput) -> Digit:
+    """One image holding one digit, normalised as MNIST."""
+    grey = load_grey(source)
+    if is_mnist_like(grey):
+        return Digit(
+            grey.astype(np.float32), (0, 0, FRAME_SIDE, FRAME_SIDE), empty=float(grey.max()) < MIN_CONTRAST
+        )
+    ink, scale = ink_map(grey)
+    labels, boxes = ink_components(ink)
+    if not boxes:
+        return Digit(np.zeros((FRAME_SIDE, FRAME_SIDE), np.float32), (0, 0, 0, 0), empty=True)
+    rows, cols = np.nonzero(labels)
+    crop = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    return Digit(normalise(_soft_ink(ink, labels > 0, crop)), _box(crop, scale))
+
+
+def _soft_ink(ink: np.ndarray, keep: np.ndarray, crop: tuple[slice, slice]) -> np.ndarray:
+    """The ink within a crop, grey edges kept but only near the strokes that were kept."""
+    near = ndimage.binary_dilation(keep[crop], iterations=2)
+    return np.where(near, ink[crop], 0.0)
+
+
+def _box(crop: tuple[slice, slice], scale: float) -> tuple[int, int, int, int]:
+    rows, cols = crop
+    return (
+        round(cols.start * scale),
+        round(rows.start * scale),
+        round(cols.stop * scale),
+        round(rows.stop * scale),
+    )
+
+
+def segment(source: ImageInput) -> list[Digit]:
+    """An image of a number, as its digits left to right (empty list: no ink)."""
+    grey = load_grey(source)
+    if is_mnist_like(grey):
+        return [to_mnist(grey)]
+    ink, scale = ink_map(grey)
+    labels, boxes = ink_components(ink)
+    groups = _split_touching(_merge_overlapping(boxes), labels > 0)
+    digits = []
+    for crop in sorted(groups, key=lambda c: c[1].start):
+        keep = labels[crop] > 0
+        full_keep = np.zeros_like(labels, bool)
+        full_keep[crop] = keep
+        digits.append(Digit(normalise(_soft_ink(ink, full_keep, crop)), _box(crop, scale)))
+    return digits
+
+
+def _merge_overlapping(boxes: list[tuple[slice, slice]]) -> list[tuple[slice, slice]]:
+    """Join pieces of one broken digit: components whose columns mostly overlap."""
+    merged: list[tuple[slice, slice]] = []
+    for rows, cols in sorted(boxes, key=lambda b: b[1].start):
+        if merged:
+            last_rows, last_cols = merged[-1]
+            overlap = min(cols.stop, last_cols.stop) - max(cols.start, last_cols.start)
+            if overlap > 0.5 * min(cols.stop - cols.start, last_cols.stop - last_cols.start):
+                merged[-1] = (
+                    slice(min(rows.start, last_rows.start), max(rows.stop, last_rows.stop)),
+                    slice(min(cols.start, last_cols.start), max(cols.stop, last_cols.stop)),
+                )
+                continue
+        merged.append((rows, cols))
+    return merged
+
+
+def _split_touching(boxes: list[tuple[slice, slice]], mask: np.ndarray) -> list[tuple[slice, slice]]:
+    """Cut digits that touch: a wide box is cut where its ink is thinnest, near the middle.
+
+    A digit is rarely wider than tall, so a box wider than 1.2 × its height is cut at the
+    thinnest column of its middle half when that column holds under 30% of the fullest one
+    (a joint of one stroke, not the two strokes of a wide "0"); wider than 1.6 × its height,
+    it is cut regardless.
+    """
+    result = []
+    pending = list(boxes)
+    while pending:
+        rows, cols = pending.pop()
+        height, width = rows.stop - rows.start, cols.stop - cols.start
+        if width <= 1.2 * height or width < 4:
+            result.append((rows, cols))
+            continue
+        profile = ndimage.uniform_filter1d(mask[rows, cols].sum(axis=0).astype(np.float32), 3)
+        middle = slice(width // 4, width - width // 4)
+        cut = middle.start + int(np.argmin(profile[middle]))
+        if profile[cut] >= 0.3 * profile.max() and width <= 1.6 * height:
+            result.append((rows, cols))
+            continue
+        pending += [(rows, slice(cols.start, cols.start + cut)), (rows, slice(cols.start + cut, cols.stop))]
+    return result
+
+
+def find_images(paths: list[str | Path]) -> list[Path]:
+    """Files as given, and image files (by suffix) under directories, recursively, sorted."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(path)
+    return found

@@ -1,0 +1,153 @@
+"""The one entry point for recognition: `Recognizer.load(...)`, then `.predict(images)`.
+
+    from digitrec import Recognizer
+    recognizer = Recognizer.load("default")            # or a model directory, a .keras file
+    [answer] = recognizer.predict(["photo.jpg"])
+    answer.digit, answer.confidence, answer.uncertain
+    [answer] = recognizer.predict(["envelope.png"], multi=True)
+    answer.number, [d.box for d in answer.digits]
+
+Images may be paths, encoded bytes, PIL images or arrays; each is normalised as MNIST by
+`digitrec.preprocess` and the model sees them in batches.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from digitrec.artifact import LoadedModel, load_model
+from digitrec.models import predict_proba
+from digitrec.preprocess import Digit, ImageInput, segment, to_mnist
+
+# Below this top probability an answer is flagged uncertain. On MNIST's test set the bundled
+# model is that unsure of well under 1% of digits, while most letters and scribbles fall below
+# it (see benchmarks/RESULTS.md, "uncertainty").
+UNCERTAIN_BELOW = 0.8
+BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one image (or, inside `digits`, for one character of it)."""
+
+    digit: int
+    confidence: float
+    probabilities: list[float]
+    uncertain: bool
+    reason: str | None = None  # why it is uncertain: "no ink" or "low confidence"
+    box: tuple[int, int, int, int] | None = None  # (left, top, right, bottom) of the ink
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # what the model saw
+    number: str | None = None  # multi-digit reading: the digits left to right
+    digits: list["Prediction"] | None = None
+
+    def to_dict(self, top_k: int | None = None) -> dict:
+        """JSON-ready: the fields above but the image; `top_k` adds the K likeliest digits."""
+        out: dict = {
+            "digit": self.digit,
+            "confidence": round(self.confidence, 6),
+            "probabilities": [round(p, 6) for p in self.probabilities],
+            "uncertain": self.uncertain,
+            "reason": self.reason,
+            "box": list(self.box) if self.box else None,
+        }
+        if top_k:
+            order = np.argsort(self.probabilities)[::-1][:top_k]
+            out["top_k"] = [{"digit": int(d), "probability": round(self.probabilities[d], 6)} for d in order]
+        if self.digits is not None:
+            out["number"] = self.number
+            out["digits"] = [d.to_dict() for d in self.digits]
+        return out
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image after preprocessing: the whole as one digit, and its characters if asked."""
+
+    whole: Digit
+    characters: list[Digit] | None = None
+
+
+class Recognizer:
+    """A trained model and the preprocessing that makes any image look like its training data."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.model = loaded.model
+        self.metadata = loaded.metadata
+        self.path = loaded.path
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default") -> "Recognizer":
+        """A bundled model (`default`, `ensemble`), a model directory or a `.keras` file."""
+        return cls(load_model(name_or_path))
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """`(n, 10)` probabilities for normalised images `(n, 28, 28)` in [0, 1], white on black."""
+        return predict_proba(self.model, np.asarray(images, np.float32), batch_size=BATCH_SIZE)
+
+    def prepare(self, image: ImageInput, multi: bool = False) -> Prepared:
+        """Preprocess one image; raises `ImageError` for one that cannot be read."""
+        return Prepared(to_mnist(image), segment(image) if multi else None)
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], multi: bool = False) -> list[Prediction]:
+        """One `Prediction` per image; with `multi`, also the number it holds, digit by digit."""
+        return self.predict_prepared([self.prepare(item, multi) for item in _as_list(images)])
+
+    def predict_prepared(self, prepared: Sequence[Prepared]) -> list[Prediction]:
+        """Predictions for images already through `prepare`, all their digits in one batch."""
+        digits = [p.whole for p in prepared] + [c for p in prepared for c in p.characters or []]
+        if not digits:
+            return []
+        probs = self.predict_proba(np.stack([d.image for d in digits]))
+        answers = [_answer(d, p) for d, p in zip(digits, probs, strict=True)]
+        results, next_character = [], len(prepared)
+        for i, item in enumerate(prepared):
+            if item.characters is None:
+                results.append(answers[i])
+                continue
+            characters = answers[next_character : next_character + len(item.characters)]
+            next_character += len(item.characters)
+            number = "".join(str(c.digit) for c in characters)
+            results.append(_with_number(answers[i], number, characters))
+        return results
+
+
+def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    """One image as a list of one; a sequence, or an array of images `(n, h, w)`, as a list."""
+    if isinstance(images, str | Path | bytes | Image.Image):
+        return [images]
+    if isinstance(images, np.ndarray) and images.ndim == 2:
+        return [images]
+    return list(images)
+
+
+def _answer(digit: Digit, probs: np.ndarray) -> Prediction:
+    best = int(np.argmax(probs))
+    confidence = float(probs[best])
+    reason = "no ink" if digit.empty else "low confidence" if confidence < UNCERTAIN_BELOW else None
+    return Prediction(
+        best, confidence, [float(p) for p in probs], reason is not None, reason, digit.box, digit.image
+    )
+
+
+def _with_number(whole: Prediction, number: str, characters: list[Prediction]) -> Prediction:
+    if not characters:
+        return Prediction(
+            whole.digit, whole.confidence, whole.probabilities, True, "no ink", whole.box, whole.image, "", []
+        )
+    reason = (
+        whole.reason if len(characters) == 1 else next((c.reason for c in characters if c.uncertain), None)
+    )
+    return Prediction(
+        whole.digit,
+        whole.confidence,
+        whole.probabilities,
+        reason is not None,
+        reason,
+        whole.box,
+        whole.image,
+        number,
+        characters,
+    )

@@ -1,0 +1,174 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from digitrec.data import load_dataset, scale
+from digitrec.errors import ImageError
+from digitrec.preprocess import find_images, load_grey, normalise, segment, to_mnist
+from digitrec.synth import PhotoStyle, render_photo
+
+from .conftest import MNIST_DIR
+
+
+@pytest.fixture(scope="module")
+def mnist_digits() -> tuple[np.ndarray, np.ndarray]:
+    data = load_dataset("mnist", MNIST_DIR)
+    return scale(data.test_images[:40]), data.test_labels[:40]
+
+
+def _png(array: np.ndarray, mode: str = "L") -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array, mode).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_dark_ink_on_white_paper_becomes_bright_strokes():
+    page = np.full((40, 40), 255, np.uint8)
+    page[10:30, 19:21] = 0  # one black vertical stroke
+    out = to_mnist(page).image
+    assert out.shape == (28, 28) and out.max() > 0.8 and out[0].max() == 0 and out[:, 0].max() == 0
+
+
+def test_an_off_centre_digit_is_centred_by_mass_and_fitted_to_20_pixels():
+    page = np.zeros((300, 400), np.uint8)
+    page[20:120, 300:330] = 255  # a bar near the top right corner
+    digit = to_mnist(page)
+    rows, _cols = np.nonzero(digit.image > 0.05)
+    assert rows.max() - rows.min() + 1 in (20, 21)
+    centre = np.array(np.nonzero(digit.image)).mean(axis=1)
+    assert np.allclose(centre, 14, atol=1.0) and digit.box == (300, 20, 330, 120)
+
+
+def test_mnist_digits_rendered_as_photos_come_back_close_to_the_originals(mnist_digits):
+    images, _ = mnist_digits
+    rng = np.random.default_rng(0)
+    errors = [
+        np.abs(to_mnist(render_photo(img, PhotoStyle.random(rng), seed=i)).image - img).mean()
+        for i, img in enumerate(images[:12])
+    ]
+    assert max(errors) < 0.08, errors
+
+
+def test_light_ink_on_a_dark_board_and_uneven_light_are_handled(mnist_digits):
+    images, _ = mnist_digits
+    style = PhotoStyle(paper=(40, 40, 50), ink=(230, 230, 220), light_gradient=0.6, jpeg_quality=70)
+    out = to_mnist(render_photo(images[0], style)).image
+    assert np.abs(out - images[0]).mean() < 0.08
+
+
+def test_an_already_normalised_array_passes_unchanged(mnist_digits):
+    images, _ = mnist_digits
+    assert np.array_equal(to_mnist(images[3]).image, images[3])
+
+
+@pytest.mark.parametrize("fill", [0, 255, 128])
+def test_a_blank_image_is_empty(fill):
+    assert to_mnist(np.full((64, 48), fill, np.uint8)).empty
+    assert segment(np.full((64, 48), fill, np.uint8)) == []
+
+
+def test_a_noisy_blank_page_is_empty():
+    noise = np.random.default_rng(0).normal(200, 3, (120, 160)).clip(0, 255).astype(np.uint8)
+    assert to_mnist(noise).empty
+
+
+def test_black_ink_on_a_transparent_png_is_read_as_ink():
+    rgba = np.zeros((60, 60, 4), np.uint8)
+    rgba[10:50, 28:32] = (0, 0, 0, 255)  # opaque black stroke, transparent elsewhere
+    out = to_mnist(_png(rgba, "RGBA")).image
+    assert out.max() > 0.8 and out[:, :5].max() == 0
+
+
+def test_exif_orientation_is_applied():
+    page = np.zeros((80, 40), np.uint8)
+    page[5:25, 5:35] = 255  # ink at the top
+    image = Image.fromarray(page, "L")
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotated 180°: ink belongs at the bottom
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif)
+    grey = load_grey(out.getvalue())
+    assert grey[60:].mean() > grey[:20].mean()
+
+
+def test_the_first_frame_of_a_gif_is_read():
+    frames = [Image.fromarray(np.full((30, 30), v, np.uint8), "L") for v in (10, 200)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:])
+    assert load_grey(out.getvalue()).mean() < 0.2
+
+
+def test_a_row_of_digits_is_segmented_left_to_right(mnist_digits):
+    images, _labels = mnist_digits
+    row = [images[i] for i in (1, 0, 2, 6)]  # 2, 7, 1, 4
+    digits = segment(render_photo(row, PhotoStyle(digit_px=120, jpeg_quality=None)))
+    assert len(digits) == 4
+    assert [d.box[0] for d in digits] == sorted(d.box[0] for d in digits)
+    for digit, original in zip(digits, row, strict=True):
+        assert np.abs(digit.image - original).mean() < 0.1
+
+
+def test_a_broken_stroke_stays_one_digit():
+    page = np.zeros((100, 60), np.uint8)
+    page[10:45, 28:33] = 255
+    page[55:90, 28:33] = 255  # the same stroke with a gap
+    assert len(segment(page)) == 1
+
+
+@pytest.mark.parametrize(("left", "right", "offset"), [(1, 4, 12), (3, 1, 10), (4, 3, 10)])
+def test_touching_digits_are_split(mnist_digits, left, right, offset):
+    images, _ = mnist_digits
+    pair = np.zeros((28, 28 + offset), np.float32)
+    pair[:, :28] = images[left]
+    pair[:, offset:] = np.maximum(pair[:, offset:], images[right])  # close enough to touch
+    assert ndimage.label(pair > 0.3)[1] == 1
+    assert len(segment((pair * 255).astype(np.uint8))) == 2
+
+
+def test_a_wide_zero_is_not_split():
+    ys, xs = np.mgrid[0:100, 0:130]
+    ring = np.abs(((xs - 65) / 60) ** 2 + ((ys - 50) / 45) ** 2 - 1) < 0.25
+    assert len(segment((ring * 255).astype(np.uint8))) == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        (b"not an image at all", "not a readable image"),
+        (_png(np.zeros((10, 10), np.uint8))[:40], "not a readable image"),
+        ("/no/such/file.png", "no such file"),
+        (np.zeros((2, 3, 4, 5)), "expected a 2-D image array"),
+        (np.full((10, 10), np.nan), "NaN or infinite"),
+        (np.array([["a"]]), "numeric image array"),
+    ],
+)
+def test_unreadable_inputs_raise_one_clear_image_error(source, fragment):
+    with pytest.raises(ImageError, match=fragment):
+        to_mnist(source)
+
+
+def test_a_decompression_bomb_is_refused_before_decoding():
+    header = Image.new("L", (1, 1))
+    out = io.BytesIO()
+    header.save(out, "PNG")
+    raw = bytearray(out.getvalue())
+    raw[16:24] = (50_000).to_bytes(4, "big") + (50_000).to_bytes(4, "big")  # IHDR width and height
+    with pytest.raises(ImageError, match=r"pixel limit|not a readable image"):
+        to_mnist(bytes(raw))
+
+
+def test_normalise_keeps_aspect_ratio():
+    out = normalise(np.ones((40, 10), np.float32))
+    rows, cols = np.nonzero(out > 0.5)
+    assert rows.max() - rows.min() + 1 == 20 and cols.max() - cols.min() + 1 == 5
+
+
+def test_directories_are_searched_for_image_files_only(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.png", "a/b/two.JPG", "a/notes.txt", "three.webp"):
+        (tmp_path / name).write_bytes(b"x")
+    found = find_images([tmp_path / "a", tmp_path / "three.webp"])
+    assert [p.name for p in found] == ["two.JPG", "one.png", "three.webp"]
