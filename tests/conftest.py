@@ -16,3 +16,31 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny"
     train(recipe("softmax", epochs=1, train_limit=2000), out, log=lambda line: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """The real app on uvicorn, on a free loopback port, serving the bundled default model."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from digitrec.recognizer import Recognizer
+    from digitrec.serve import ServeConfig, create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(Recognizer.load("default"), ServeConfig(port=port))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

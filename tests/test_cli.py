@@ -2,9 +2,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from digitrec.cli import main
+from digitrec.data import load_dataset, scale
+from digitrec.synth import PhotoStyle, render_photo
 
 from .conftest import MNIST_DIR
 
@@ -87,3 +90,50 @@ def test_python_dash_m_runs_the_same_command():
         [sys.executable, "-m", "digitrec", "evaluate", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "--model" in done.stdout and "--json" in done.stdout
+
+
+def _write_photos(folder, count: int = 3):
+    data = load_dataset("mnist", MNIST_DIR)
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        photo = render_photo(scale(data.test_images[i]), PhotoStyle.random(rng), seed=i)
+        (folder / f"digit-{i}.png").write_bytes(photo)
+    return data.test_labels[:count]
+
+
+def test_predict_answers_one_json_line_per_image_found_under_a_directory(tmp_path, capsys):
+    labels = _write_photos(tmp_path / "photos" / "sub")
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    assert main(["predict", str(tmp_path / "photos"), "--json", "--top-k", "3"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["digit"] for line in lines] == list(labels)
+    assert {"path", "digit", "confidence", "probabilities", "uncertain", "top_k"} <= set(lines[0])
+    assert len(lines[0]["probabilities"]) == 10 and len(lines[0]["top_k"]) == 3
+
+
+def test_predict_reports_an_unreadable_file_and_answers_the_others(tmp_path, capsys):
+    _write_photos(tmp_path, count=2)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    files = sorted(str(p) for p in tmp_path.glob("*.png"))
+    assert main(["predict", *files, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2
+    assert (
+        captured.err.count("\n") == 1
+        and "broken.png" in captured.err
+        and captured.err.startswith("digitrec: error:")
+    )
+
+
+def test_predict_multi_reads_a_number(tmp_path, capsys):
+    data = load_dataset("mnist", MNIST_DIR)
+    row = [scale(data.test_images[i]) for i in (1, 2)]
+    (tmp_path / "number.png").write_bytes(render_photo(row, PhotoStyle(digit_px=100, jpeg_quality=None)))
+    assert main(["predict", str(tmp_path / "number.png"), "--multi"]) == 0
+    assert f"number {data.test_labels[1]}{data.test_labels[2]}" in capsys.readouterr().out
+
+
+def test_predict_with_no_images_is_a_user_error(tmp_path, capsys):
+    assert main(["predict", str(tmp_path)]) == 2
+    assert "no image files" in capsys.readouterr().err

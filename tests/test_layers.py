@@ -20,10 +20,11 @@ LAYERS = {
     "distribute": 3,
     "report": 3,
     "ensemble": 3.5,
+    "runtime": 2.75,
     "recognizer": 4,
     "export": 5,
     "serve": 5,
-    "cli": 5,
+    "cli": 5.5,
     "__main__": 6,
     "__init__": 6,
 }

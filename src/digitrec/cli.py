@@ -8,7 +8,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from digitrec.errors import ConfigError, DigitrecError, ImageError
+from digitrec.files import silenced_stderr
 from digitrec.preprocess import IMAGE_SUFFIXES, find_images
 
 DEFAULT_MODEL = "cnn"
@@ -82,6 +82,22 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--multi", action="store_true", help="read several digits: a number")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
     predict.set_defaults(handler=_predict)
+
+    export = commands.add_parser("export", help="export a model: keras, savedmodel, tflite, tflite-int8")
+    export.add_argument("--model", default="default", help="model directory, .keras file, or bundled name")
+    export.add_argument("--format", required=True, choices=["keras", "savedmodel", "tflite", "tflite-int8"])
+    export.add_argument("--out", type=Path, required=True, help="the file (or SavedModel directory) to write")
+    export.add_argument("--force", action="store_true", help="replace an existing --out")
+    _add_data_flags(export)
+    export.set_defaults(handler=_export)
+
+    serve = commands.add_parser("serve", help="serve the draw-a-digit page and the HTTP API")
+    serve.add_argument("--model", default="default", help="model directory, .keras file, or bundled name")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="127.0.0.1 (default); 0.0.0.0 exposes it to the network"
+    )
+    serve.add_argument("--port", type=_positive_int, default=8000)
+    serve.set_defaults(handler=_serve)
     return parser
 
 
@@ -183,6 +199,26 @@ def _predict(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
+def _export(args: argparse.Namespace) -> None:
+    from digitrec.export import export
+
+    done = export(args.model, args.format, args.out, force=args.force, data_dir=args.data_dir)
+    _report(
+        args,
+        done,
+        f"wrote {done['out']} ({done['bytes']:,} bytes, {done['format']}): test accuracy "
+        f"{done['test_accuracy']:.4f} (source {done['source_test_accuracy']}); "
+        f"metadata in {done['out']}.json",
+    )
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from digitrec.serve import ServeConfig, serve
+
+    print(f"digitrec: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    serve(args.model, ServeConfig(host=args.host, port=args.port))
+
+
 def _prediction_text(path: Path, answer, top_k: int | None) -> str:
     text = f"{path}: {answer.digit} ({answer.confidence:.3f})"
     if answer.number is not None:
@@ -221,36 +257,22 @@ def _interactive(args: argparse.Namespace) -> bool:
     return not args.json and sys.stdout.isatty()
 
 
-def _import_keras_quietly() -> None:
-    """Import Keras (and so TensorFlow) with TensorFlow's start-up chatter sent nowhere.
+def _needs_keras(args: argparse.Namespace) -> bool:
+    """Everything but a LiteRT model runs on Keras; a `.tflite` one never imports it."""
+    return args.command in ("train", "evaluate", "export") or not str(args.model).endswith(".tflite")
 
-    TensorFlow's C++ layer writes its oneDNN and CPU-feature notices to file descriptor 2
-    before any Python setting can stop it; the notices are held back during the import and
-    shown only if the import fails.
-    """
+
+def _import_keras_quietly() -> None:
+    """Import Keras (and so TensorFlow) without TensorFlow's oneDNN and CPU-feature notices."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "keras" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import keras  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    with silenced_stderr():
+        import keras  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if not args.debug:
+        if not args.debug and _needs_keras(args):
             _import_keras_quietly()
         code = args.handler(args) or 0
     except KeyboardInterrupt:

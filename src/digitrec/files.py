@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,3 +46,26 @@ def atomic_write_text(target: Path, text: str) -> None:
     """Write `text` to `target` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def silenced_stderr() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 nowhere, unless the block fails.
+
+    TensorFlow and LiteRT print start-up notices from C++ before any Python setting can stop
+    them. They are held in a temporary file and replayed only if the block raises.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

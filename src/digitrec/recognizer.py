@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitrec.artifact import LoadedModel, load_model
-from digitrec.models import predict_proba
 from digitrec.preprocess import Digit, ImageInput, segment, to_mnist
+from digitrec.runtime import Backend, load_backend
 
 # Below this top probability an answer is flagged uncertain. On MNIST's test set the bundled
 # model is that unsure of well under 1% of digits, while most letters and scribbles fall below
@@ -71,21 +70,36 @@ class Prepared:
 
 
 class Recognizer:
-    """A trained model and the preprocessing that makes any image look like its training data."""
+    """A trained model and the preprocessing that makes any image look like its training data.
 
-    def __init__(self, loaded: LoadedModel):
-        self.model = loaded.model
-        self.metadata = loaded.metadata
-        self.path = loaded.path
+    The model runs on Keras for `.keras` files and model directories, on TensorFlow for a
+    SavedModel, and on the LiteRT runtime for `.tflite` files, which needs no TensorFlow at all:
+    each backend is imported only when a model of its kind is loaded.
+    """
+
+    def __init__(self, backend: Backend, metadata: dict, path: Path):
+        self.backend, self.metadata, self.path = backend, metadata, path
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default") -> "Recognizer":
-        """A bundled model (`default`, `ensemble`), a model directory or a `.keras` file."""
-        return cls(load_model(name_or_path))
+        """A bundled model (`default`, `ensemble`), a model directory, a `.keras` or `.tflite`
+        file, or a SavedModel directory."""
+        loaded = load_backend(name_or_path)
+        return cls(loaded.backend, loaded.metadata, loaded.path)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """`(n, 10)` probabilities for normalised images `(n, 28, 28)` in [0, 1], white on black."""
-        return predict_proba(self.model, np.asarray(images, np.float32), batch_size=BATCH_SIZE)
+        images = np.asarray(images, np.float32)
+        return (
+            np.concatenate(
+                [
+                    self.backend.predict_proba(images[i : i + BATCH_SIZE])
+                    for i in range(0, len(images), BATCH_SIZE)
+                ]
+            )
+            if len(images)
+            else np.zeros((0, 10), np.float32)
+        )
 
     def prepare(self, image: ImageInput, multi: bool = False) -> Prepared:
         """Preprocess one image; raises `ImageError` for one that cannot be read."""
@@ -97,11 +111,15 @@ class Recognizer:
 
     def predict_prepared(self, prepared: Sequence[Prepared]) -> list[Prediction]:
         """Predictions for images already through `prepare`, all their digits in one batch."""
-        digits = [p.whole for p in prepared] + [c for p in prepared for c in p.characters or []]
+        digits = digits_of(prepared)
         if not digits:
             return []
-        probs = self.predict_proba(np.stack([d.image for d in digits]))
-        answers = [_answer(d, p) for d, p in zip(digits, probs, strict=True)]
+        return self.answer(prepared, self.predict_proba(np.stack([d.image for d in digits])))
+
+    @staticmethod
+    def answer(prepared: Sequence[Prepared], probs: np.ndarray) -> list[Prediction]:
+        """Predictions from the model's probabilities for `digits_of(prepared)`, in that order."""
+        answers = [_answer(d, p) for d, p in zip(digits_of(prepared), probs, strict=True)]
         results, next_character = [], len(prepared)
         for i, item in enumerate(prepared):
             if item.characters is None:
@@ -109,9 +127,13 @@ class Recognizer:
                 continue
             characters = answers[next_character : next_character + len(item.characters)]
             next_character += len(item.characters)
-            number = "".join(str(c.digit) for c in characters)
-            results.append(_with_number(answers[i], number, characters))
+            results.append(_with_number(answers[i], "".join(str(c.digit) for c in characters), characters))
         return results
+
+
+def digits_of(prepared: Sequence[Prepared]) -> list[Digit]:
+    """Every image the model must see: each whole image, then each one's characters."""
+    return [p.whole for p in prepared] + [c for p in prepared for c in p.characters or []]
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:

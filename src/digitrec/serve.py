@@ -1,0 +1,330 @@
+"""The HTTP API and the draw-a-digit page: FastAPI over a `Recognizer`.
+
+    digitrec serve --model default --port 8000      # then open http://127.0.0.1:8000/
+
+Routes: `/` the page, `POST /api/predict` an image, `POST /v1/models/digitrec:predict` TF
+Serving's REST shape, `GET /v1/models/digitrec` its status, `/healthz`, `/metrics`
+(Prometheus), `/docs` (OpenAPI). Every rejection is a 4xx with `{"error": "..."}`.
+
+Requests are decoded and normalised in worker threads; the model sees them in micro-batches:
+a worker collects whatever arrives within `batch_window_s` (up to `max_batch`) and runs the
+model once for all, so throughput grows with load while a lone request waits ~2 ms.
+"""
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from digitrec.errors import ConfigError, DigitrecError, ImageError
+from digitrec.recognizer import Prepared, Recognizer, digits_of
+
+STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger("digitrec.serve")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"  # loopback: exposing the server is a deliberate --host 0.0.0.0
+    port: int = 8000
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_instances: int = 256  # per TF Serving request
+    max_batch: int = 64
+    batch_window_s: float = 0.002
+    request_timeout_s: float = 10.0
+
+
+class PredictResponse(BaseModel):
+    digit: int
+    confidence: float
+    probabilities: list[float]
+    uncertain: bool
+    reason: str | None = None
+    box: list[int] | None = None
+    image: list[list[float]]  # the 28×28 the model saw, white ink on black
+    number: str | None = None
+    digits: list["PredictResponse"] | None = None
+
+
+class ServingRequest(BaseModel):
+    instances: list[list[list[float]]]
+
+
+class ServingResponse(BaseModel):
+    predictions: list[list[float]]
+
+
+class MicroBatcher:
+    """Runs `predict_proba` on batches of whatever requests arrive together."""
+
+    def __init__(self, predict_proba: Callable[[np.ndarray], np.ndarray], max_batch: int, window_s: float):
+        self.predict_proba, self.max_batch, self.window_s = predict_proba, max_batch, window_s
+        self.pending: list[tuple[np.ndarray, asyncio.Future, asyncio.AbstractEventLoop]] = []
+        self.wakeup = threading.Condition()
+        self.running = True
+        self.thread = threading.Thread(target=self._work, name="digitrec-batcher", daemon=True)
+        self.thread.start()
+
+    async def submit(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities for `(n, 28, 28)` images, computed with other requests' images."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        with self.wakeup:
+            self.pending.append((images, future, loop))
+            self.wakeup.notify()
+        return await future
+
+    def close(self) -> None:
+        with self.wakeup:
+            self.running = False
+            self.wakeup.notify()
+        self.thread.join(timeout=5)
+
+    def _work(self) -> None:
+        while True:
+            with self.wakeup:
+                while self.running and not self.pending:
+                    self.wakeup.wait()
+                if not self.running:
+                    return
+            time.sleep(self.window_s)  # let concurrent requests join this batch
+            with self.wakeup:
+                batch: list[tuple[np.ndarray, asyncio.Future, asyncio.AbstractEventLoop]] = []
+                count = 0
+                while self.pending and (not batch or count + len(self.pending[0][0]) <= self.max_batch):
+                    batch.append(self.pending.pop(0))
+                    count += len(batch[-1][0])
+            self._run(batch)
+
+    def _run(self, batch: list) -> None:
+        try:
+            probs = self.predict_proba(np.concatenate([images for images, _, _ in batch]))
+        except Exception as exc:  # answer every waiting request; the server itself lives on
+            for _, future, loop in batch:
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            return
+        start = 0
+        for images, future, loop in batch:
+            loop.call_soon_threadsafe(_settle, future, probs[start : start + len(images)], None)
+            start += len(images)
+
+
+def _settle(future: asyncio.Future, result, error) -> None:
+    if not future.done():
+        future.set_exception(error) if error else future.set_result(result)
+
+
+def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> FastAPI:
+    """The FastAPI application serving `recognizer`; tests pass a small real one."""
+    registry = CollectorRegistry()
+    requests = Counter("digitrec_requests", "HTTP requests", ["route", "status"], registry=registry)
+    latency = Histogram(
+        "digitrec_request_seconds",
+        "Request latency",
+        ["route"],
+        registry=registry,
+        buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.batcher = MicroBatcher(recognizer.predict_proba, config.max_batch, config.batch_window_s)
+        yield
+        app.state.batcher.close()
+
+    app = FastAPI(
+        title="digitrec",
+        version="1",
+        lifespan=lifespan,
+        description="Handwritten digit recognition. Images in, digits out.",
+    )
+
+    @app.middleware("http")
+    async def measure_and_limit(request: Request, call_next):
+        started = time.perf_counter()
+        route = request.url.path if request.url.path in _KNOWN_ROUTES else "other"
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > config.max_upload_bytes:
+            response = _error(
+                413,
+                f"request body of {int(declared):,} bytes is over the {config.max_upload_bytes:,}-byte limit",
+            )
+        else:
+            try:
+                response = await asyncio.wait_for(call_next(request), config.request_timeout_s)
+            except TimeoutError:
+                response = _error(408, f"request took over {config.request_timeout_s} s")
+        requests.labels(route, str(response.status_code)).inc()
+        latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    _install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.post("/api/predict", response_model=PredictResponse, openapi_extra=_IMAGE_BODY)
+    async def predict(request: Request, multi: bool = Query(False, description="read a number")) -> dict:
+        data = await _image_bytes(request, config.max_upload_bytes)
+        prepared = await asyncio.to_thread(recognizer.prepare, data, multi)
+        return await _answer(app, recognizer, prepared)
+
+    @app.post("/v1/models/digitrec:predict", response_model=ServingResponse)
+    async def serving_predict(body: ServingRequest) -> dict:
+        images = _instances(body.instances, config.max_instances)
+        return {"predictions": (await app.state.batcher.submit(images)).round(6).tolist()}
+
+    @app.get("/v1/models/digitrec")
+    async def serving_status() -> dict:
+        state = {"state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        return {"model_version_status": [{"version": "1", **state}]}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok", "model": str(recognizer.path)}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+_KNOWN_ROUTES = {
+    "/",
+    "/api/predict",
+    "/v1/models/digitrec:predict",
+    "/v1/models/digitrec",
+    "/healthz",
+    "/metrics",
+}
+_IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                }
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+async def _image_bytes(request: Request, limit: int) -> bytes:
+    """The uploaded image: multipart field `image`, or the raw body; read up to `limit` bytes."""
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=4, max_part_size=limit) as form:
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise ImageError("multipart request without a file in the field 'image'")
+            return await upload.read()
+    if not (kind.startswith("image/") or kind.startswith("application/octet-stream")):
+        raise ImageError(
+            f"send an image as multipart field 'image' or as a raw image/* body, not {kind or 'no type'}"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge(f"request body is over the {limit:,}-byte limit")
+    if not body:
+        raise ImageError("the request body is empty")
+    return bytes(body)
+
+
+class _TooLarge(DigitrecError):
+    pass
+
+
+async def _answer(app: FastAPI, recognizer: Recognizer, prepared: Prepared) -> dict:
+    probs = await app.state.batcher.submit(np.stack([d.image for d in digits_of([prepared])]))
+    [answer] = recognizer.answer([prepared], probs)
+    return _response(answer)
+
+
+def _response(answer) -> dict:
+    record = answer.to_dict()
+    record["image"] = np.round(answer.image, 3).tolist()
+    if answer.digits is not None:
+        record["digits"] = [_response(d) for d in answer.digits]
+    return record
+
+
+def _instances(instances: list[list[list[float]]], limit: int) -> np.ndarray:
+    if not instances:
+        raise ConfigError("'instances' is empty; send 28×28 arrays of floats in [0, 1], white ink on black")
+    if len(instances) > limit:
+        raise ConfigError(f"{len(instances)} instances is over the limit of {limit} per request")
+    try:
+        images = np.asarray(instances, np.float32)
+    except ValueError:
+        raise ConfigError("instances must all be 28×28 arrays of numbers (ragged rows were sent)") from None
+    if images.shape[1:] != (28, 28):
+        raise ConfigError(f"expected instances shaped 28×28, got {images.shape[1:]}")
+    if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+        raise ConfigError("instance values must be finite floats in [0, 1] (white ink on black)")
+    return images
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(_TooLarge)
+    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
+        return _error(413, str(exc))
+
+    @app.exception_handler(ImageError)
+    async def bad_image(request: Request, exc: ImageError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(ConfigError)
+    async def bad_request(request: Request, exc: ConfigError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, f"invalid request: {where}: {first.get('msg', 'malformed')}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return _error(500, "internal error; see the server log")
+
+
+def serve(model: str | Path = "default", config: ServeConfig = ServeConfig()) -> None:
+    """Load the model once and serve until interrupted."""
+    import uvicorn
+
+    app = create_app(Recognizer.load(model), config)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)

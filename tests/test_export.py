@@ -1,0 +1,100 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from digitrec.data import load_dataset, scale
+from digitrec.errors import ConfigError
+from digitrec.export import export
+from digitrec.recognizer import Recognizer
+
+from .conftest import MNIST_DIR
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return scale(load_dataset("mnist", MNIST_DIR).test_images[:64])
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model_dir, tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("exports")
+    outs = {
+        "keras": folder / "m.keras",
+        "savedmodel": folder / "saved",
+        "tflite": folder / "f32.tflite",
+        "tflite-int8": folder / "int8.tflite",
+    }
+    for fmt, out in outs.items():
+        export(tiny_model_dir, fmt, out, data_dir=MNIST_DIR)
+    return outs
+
+
+@pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite"])
+def test_float_exports_give_the_source_models_probabilities(tiny_model_dir, exported, images, fmt):
+    source = Recognizer.load(tiny_model_dir).predict_proba(images)
+    assert np.allclose(Recognizer.load(exported[fmt]).predict_proba(images), source, atol=1e-4)
+
+
+def test_the_int8_export_agrees_with_the_source_model(tiny_model_dir, exported, images):
+    source = Recognizer.load(tiny_model_dir).predict_proba(images)
+    int8 = Recognizer.load(exported["tflite-int8"]).predict_proba(images)
+    # The tiny model's probabilities are close together, so a few argmaxes may flip; the bundled
+    # model's loss is measured in benchmarks/export_formats.py.
+    assert np.mean(int8.argmax(1) == source.argmax(1)) >= 0.85 and np.abs(int8 - source).max() < 0.1
+    assert exported["tflite-int8"].stat().st_size < 0.4 * exported["tflite"].stat().st_size
+
+
+def test_the_savedmodel_loads_with_plain_tensorflow(tiny_model_dir, exported, images):
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(exported["savedmodel"])).signatures["serving_default"]
+    [output] = serve(pixels=tf.constant(images)).values()
+    assert np.allclose(output.numpy(), Recognizer.load(tiny_model_dir).predict_proba(images), atol=1e-5)
+
+
+def test_each_export_describes_itself_beside_it(tiny_model_dir, exported):
+    meta = json.loads(exported["tflite-int8"].with_name("int8.tflite.json").read_text())
+    source = json.loads((tiny_model_dir / "metadata.json").read_text())
+    assert meta["format"] == "tflite-int8" and meta["source_sha256"] == source["weights_sha256"]
+    assert abs(meta["test_accuracy"] - source["metrics"]["test"]["accuracy"]) < 0.01
+    assert meta["bytes"] == exported["tflite-int8"].stat().st_size and len(meta["sha256"]) == 64
+
+
+def test_an_export_is_not_overwritten_without_force(tiny_model_dir, exported):
+    before = exported["tflite"].read_bytes()
+    with pytest.raises(ConfigError, match="exists; pass --force"):
+        export(tiny_model_dir, "tflite", exported["tflite"], data_dir=MNIST_DIR)
+    assert exported["tflite"].read_bytes() == before
+    export(tiny_model_dir, "savedmodel", exported["savedmodel"], force=True, data_dir=MNIST_DIR)
+    assert (exported["savedmodel"] / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "out", "fragment"),
+    [
+        ("onnx", "m.onnx", "unknown format 'onnx'"),
+        ("tflite", "m.keras", "a tflite export is a .tflite file"),
+    ],
+)
+def test_bad_export_requests_are_refused(tiny_model_dir, tmp_path, fmt, out, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        export(tiny_model_dir, fmt, tmp_path / out)
+
+
+def test_a_litert_model_predicts_without_importing_tensorflow(exported, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((50, 50), 255, np.uint8)).save(tmp_path / "blank.png")
+    model = str(exported["tflite-int8"])
+    script = (
+        "import sys; from digitrec.cli import main; "
+        f"code = main(['predict', {str(tmp_path / 'blank.png')!r}, '--model', {model!r}, '--json']); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'; "
+        "sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["uncertain"] is True and done.stderr == ""

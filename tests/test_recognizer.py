@@ -1,0 +1,87 @@
+import io
+import itertools
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitrec.data import load_dataset, scale
+from digitrec.errors import ImageError
+from digitrec.recognizer import UNCERTAIN_BELOW, Recognizer
+from digitrec.synth import PhotoStyle, render_photo
+
+from .conftest import MNIST_DIR
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return Recognizer.load("default")
+
+
+@pytest.fixture(scope="module")
+def test_digits() -> tuple[np.ndarray, np.ndarray]:
+    data = load_dataset("mnist", MNIST_DIR)
+    return scale(data.test_images[:100]), data.test_labels[:100]
+
+
+def test_photos_of_mnist_digits_are_read_right(recognizer, test_digits):
+    images, labels = test_digits
+    rng = np.random.default_rng(1)
+    photos = [
+        render_photo(images[i], PhotoStyle.random(rng, light_on_dark=i % 4 == 0), seed=i) for i in range(30)
+    ]
+    answers = recognizer.predict(photos)
+    assert sum(a.digit == label for a, label in zip(answers, labels, strict=False)) >= 29
+    assert all(len(a.probabilities) == 10 and abs(sum(a.probabilities) - 1) < 1e-4 for a in answers)
+
+
+def test_every_input_kind_gives_the_same_answer(recognizer, test_digits, tmp_path):
+    images, labels = test_digits
+    png = io.BytesIO()
+    Image.fromarray((255 - images[0] * 255).astype(np.uint8)).resize((140, 140)).save(png, "PNG")
+    (tmp_path / "seven.png").write_bytes(png.getvalue())
+    inputs = [
+        tmp_path / "seven.png",
+        str(tmp_path / "seven.png"),
+        png.getvalue(),
+        Image.open(io.BytesIO(png.getvalue())),
+        images[0],
+    ]
+    assert [a.digit for a in recognizer.predict(inputs)] == [labels[0]] * 5
+    assert recognizer.predict(images[0])[0].digit == labels[0]  # one image, not a list
+    assert [a.digit for a in recognizer.predict(images[:5])] == list(labels[:5])
+
+
+def test_a_blank_image_is_uncertain_not_a_confident_digit(recognizer):
+    [answer] = recognizer.predict([np.full((200, 200), 255, np.uint8)])
+    assert answer.uncertain and answer.reason == "no ink"
+
+
+def test_a_scribble_is_flagged_uncertain(recognizer):
+    page = Image.new("L", (200, 200), 255)
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(page)
+    rng = np.random.default_rng(3)
+    draw.line([tuple(p) for p in rng.integers(20, 180, (14, 2))], fill=0, width=6)
+    [answer] = recognizer.predict([page])
+    assert answer.uncertain == (answer.confidence < UNCERTAIN_BELOW)
+    assert answer.uncertain, answer.confidence
+
+
+def test_a_number_is_read_left_to_right_with_boxes(recognizer, test_digits):
+    images, labels = test_digits
+    order = [1, 0, 3, 4]  # 2, 7, 0, 4
+    [answer] = recognizer.predict(
+        [render_photo([images[i] for i in order], PhotoStyle(digit_px=110))], multi=True
+    )
+    assert answer.number == "".join(str(labels[i]) for i in order)
+    boxes = [d.box for d in answer.digits]
+    assert len(boxes) == 4 and all(b[0] < c[0] for b, c in itertools.pairwise(boxes))
+    record = answer.to_dict(top_k=2)
+    assert record["number"] == answer.number and len(record["digits"]) == 4 and len(record["top_k"]) == 2
+
+
+def test_a_broken_input_raises_image_error(recognizer):
+    with pytest.raises(ImageError, match="not a readable image"):
+        recognizer.predict([b"\x89PNG broken"])
