@@ -65,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--train-limit", type=_positive_int, help="train on the first N images (smoke runs)")
     train.add_argument("--out", type=Path, help="model directory (default: runs/MODEL-TIME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument(
+        "--strategy",
+        default="default",
+        choices=["default", "mirrored", "multi-worker"],
+        help="tf.distribute: local GPUs (mirrored) or a TF_CONFIG cluster (multi-worker)",
+    )
+    train.add_argument(
+        "--worker-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="multi-worker: fail when a worker is silent this long (default 60)",
+    )
     train.add_argument("--tensorboard", type=Path, metavar="DIR", help="write TensorBoard logs to DIR")
     _add_data_flags(train)
     train.set_defaults(handler=_train)
@@ -120,6 +133,13 @@ def _train(args: argparse.Namespace) -> None:
         from digitrec.ensemble import train_ensemble
 
         result = train_ensemble(config, out, args.members, **options)
+    elif args.strategy != "default":
+        from digitrec.distribute import make_strategy, train_distributed
+
+        strategy = make_strategy(args.strategy, args.worker_timeout)
+        result = train_distributed(
+            config, out, strategy, resume=args.resume, data_dir=args.data_dir, log=options["log"]
+        )
     else:
         from digitrec.train import train
 

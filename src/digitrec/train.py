@@ -17,7 +17,7 @@ import numpy as np
 
 from digitrec.artifact import MODEL_FILE, save_model_dir
 from digitrec.augment import augmenter
-from digitrec.data import load_dataset, scale
+from digitrec.data import Dataset, load_dataset, scale
 from digitrec.errors import ConfigError
 from digitrec.files import atomic_path, atomic_write_text
 from digitrec.metrics import classification_metrics
@@ -135,58 +135,77 @@ def train(
 ) -> TrainResult:
     """Train a model to `config`, checkpointing each epoch, and save it to `out_dir`."""
     out_dir = Path(out_dir)
-    start_epoch, history = _resume_point(config, out_dir) if resume else _fresh_start(out_dir)
+    start_epoch, history = start_point(config, out_dir, resume)
     _set_op_threads(config.op_threads)
     keras.utils.set_random_seed(config.seed)
     data = load_dataset(config.dataset, data_dir, progress=progress)
-    limit = config.train_limit or len(data.train_images)
-    x, y = data.train_images[:limit], _one_hot(data.train_labels[:limit])  # uint8: see _compiled_trainer
-    val_x, test_x = scale(data.val_images), scale(data.test_images)
-    trainer = (
-        _load_checkpoint(out_dir)
-        if start_epoch
-        else _compiled_trainer(config, steps_per_epoch=_steps(config, limit))
-    )
-    callbacks = [
-        _EpochReport(config, history, log, (val_x, data.val_labels), (test_x, data.test_labels)),
-        *_optional_callbacks(config, tensorboard_dir),
-        _Checkpoint(config, out_dir, history),
-    ]
+    x, y = training_arrays(config, data)
+    trainer = load_checkpoint(out_dir) if start_epoch else compiled_trainer(config, _steps(config, len(x)))
     if start_epoch:
         log(f"resuming from the checkpoint after epoch {start_epoch} of {config.epochs}")
-    started = time.perf_counter()
     trainer.fit(
         x,
         y,
         batch_size=config.batch_size,
         epochs=config.epochs,
         initial_epoch=start_epoch,
-        callbacks=callbacks,
+        callbacks=epoch_callbacks(config, data, out_dir, history, log, tensorboard_dir),
         verbose=1 if progress else 0,
     )
-    train_seconds = sum(epoch["seconds"] for epoch in history) if history else time.perf_counter() - started
+    return finish(config, trainer, data, out_dir, history)
+
+
+def start_point(config: TrainConfig, out_dir: Path, resume: bool) -> tuple[int, list[dict]]:
+    """The epoch to start from and the history so far: a checkpoint's, or 0 for a fresh run."""
+    return _resume_point(config, out_dir) if resume else _fresh_start(out_dir)
+
+
+def training_arrays(config: TrainConfig, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (scaled in the trainer, see `compiled_trainer`) and one-hot labels."""
+    limit = config.train_limit or len(data.train_images)
+    return data.train_images[:limit], _one_hot(data.train_labels[:limit])
+
+
+def epoch_callbacks(
+    config: TrainConfig,
+    data: Dataset,
+    out_dir: Path,
+    history: list[dict],
+    log: Callable[[str], None],
+    tensorboard_dir: Path | str | None = None,
+) -> list[keras.callbacks.Callback]:
+    """Validation and reporting, early stopping and TensorBoard if asked, then the checkpoint."""
+    validation = (scale(data.val_images), data.val_labels)
+    return [
+        _EpochReport(config, history, log, validation, (scale(data.test_images), data.test_labels)),
+        *_optional_callbacks(config, tensorboard_dir),
+        _Checkpoint(config, out_dir, history),
+    ]
+
+
+def finish(
+    config: TrainConfig, trainer: keras.Model, data: Dataset, out_dir: Path, history: list[dict]
+) -> TrainResult:
+    """Measure the trained model on validation and test once, save it, drop the checkpoints."""
+    train_seconds = sum(epoch["seconds"] for epoch in history)
     model = _inner_model(trainer)
     figures = {
-        "validation": classification_metrics(data.val_labels, predict_proba(model, val_x)),
-        "test": classification_metrics(data.test_labels, predict_proba(model, test_x)),
+        "validation": classification_metrics(data.val_labels, predict_proba(model, scale(data.val_images))),
+        "test": classification_metrics(data.test_labels, predict_proba(model, scale(data.test_images))),
     }
-    save_model_dir(
-        model,
-        out_dir,
-        {
-            "model": config.model,
-            "dataset": config.dataset,
-            "config": asdict(config),
-            "metrics": figures,
-            "train_seconds": round(train_seconds, 2),
-            "epochs": len(history),
-        },
-    )
+    metadata = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "config": asdict(config),
+        "metrics": figures,
+        "train_seconds": round(train_seconds, 2),
+        "epochs": len(history),
+    }
+    save_model_dir(model, out_dir, metadata)
     atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1) + "\n")
     _remove_checkpoints(out_dir)
-    return TrainResult(
-        out_dir, figures["test"]["accuracy"], figures["validation"]["accuracy"], train_seconds, len(history)
-    )
+    accuracy = figures["test"]["accuracy"]
+    return TrainResult(out_dir, accuracy, figures["validation"]["accuracy"], train_seconds, len(history))
 
 
 def _set_op_threads(threads: int) -> None:
@@ -208,7 +227,7 @@ def _steps(config: TrainConfig, n: int) -> int:
     return -(-n // config.batch_size)
 
 
-def _compiled_trainer(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+def compiled_trainer(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """The model to fit: the architecture behind pixel scaling and, if asked, augmentation.
 
     The trainer takes the dataset's uint8 pixels and scales them itself: feeding Keras bytes
@@ -370,7 +389,7 @@ def _resume_point(config: TrainConfig, out_dir: Path) -> tuple[int, list[dict]]:
     return int(index["epoch"]), list(index["history"])
 
 
-def _load_checkpoint(out_dir: Path) -> keras.Model:
+def load_checkpoint(out_dir: Path) -> keras.Model:
     return keras.saving.load_model(out_dir / read_checkpoint(out_dir)["file"], safe_mode=True)
 
 

@@ -1,0 +1,127 @@
+"""Load on `digitrec serve`: concurrent clients uploading PNGs to /api/predict, on loopback.
+
+Starts the server on a free loopback port, then CLIENTS threads each send REQUESTS uploads of
+MNIST test digits as dark-on-white PNGs (multipart, a new connection per request, as browsers
+and scripts mostly do). Prints throughput, latency percentiles and errors; exits 1 unless there
+are no errors, p99 <= 100 ms and >= 300 requests/s.
+
+Usage: python benchmarks/serve_load.py [--model M] [--clients 32] [--requests 60]
+"""
+
+import argparse
+import http.client
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from digitrec.data import load_dataset
+
+BIN = Path(sys.executable).parent
+
+
+def png_uploads(count: int) -> list[bytes]:
+    images = load_dataset("mnist").test_images[:count]
+    bodies = []
+    for image in images:
+        out = io.BytesIO()
+        Image.fromarray(255 - image, "L").save(out, "PNG")
+        bodies.append(out.getvalue())
+    return bodies
+
+
+def multipart(png: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def client(port: int, uploads: list[bytes], latencies: list[float], errors: list[str]) -> None:
+    for png in uploads:
+        body, kind = multipart(png)
+        started = time.perf_counter()
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("POST", "/api/predict", body, {"Content-Type": kind})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            if response.status != 200:
+                errors.append(str(response.status))
+        except OSError as exc:
+            errors.append(repr(exc))
+        latencies.append(time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=60)
+    args = parser.parse_args()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(BIN / "digitrec"), "serve", "--model", args.model, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"the server did not start: {server.stderr.read().decode() if server.stderr else ''}"
+                    ) from None
+                time.sleep(0.2)
+        uploads = png_uploads(args.requests)
+        for png in uploads[:20]:  # warm-up: traces, caches
+            client(port, [png], [], [])
+        latencies: list[float] = []
+        errors: list[str] = []
+        threads = [
+            threading.Thread(target=client, args=(port, uploads, latencies, errors))
+            for _ in range(args.clients)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    ms = np.array(latencies) * 1000
+    rate = len(latencies) / elapsed
+    p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
+    print(
+        f"{args.model}: {args.clients} clients × {args.requests} PNG uploads: {rate:.0f} requests/s, "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ms.max():.1f} ms, {len(errors)} errors"
+    )
+    return 0 if not errors and p99 <= 100 and rate >= 300 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+// The draw-a-digit page: plain JavaScript, no build step, no libraries.
+//
+// Strokes are kept as point lists, so Undo redraws all but the last one. The canvas is sent as
+// it looks (dark ink on white; the server normalises polarity, size and position) as a PNG to
+// POST /api/predict; an uploaded photo is sent as its own bytes. Predictions run while drawing,
+// 150 ms after the last move and at once on pointerup, with never more than one request in
+// flight: a change made meanwhile is predicted when that request returns.
+"use strict";
+
+const DEBOUNCE_MS = 150;
+const SIDE = 280; // the pad's size in drawing units; its pixels follow the screen's density
+const PREDICT_URL = "/api/predict";
+const INK = "#111";
+const PAPER = "#fff";
+const EMPTY_MESSAGE = "Draw a digit (0–9) in the box, or upload a photo.";
+
+const $ = (id) => document.getElementById(id);
+const pad = $("pad");
+const ink = pad.getContext("2d");
+const photo = $("photo");
+const stage = $("stage");
+const boxes = $("boxes");
+const statusLine = $("status");
+const digitText = $("digit");
+const confidenceText = $("confidence");
+const bars = $("bars");
+const seen = $("seen");
+const multi = $("multi");
+const upload = $("upload");
+const numberRow = $("number-row");
+const numberText = $("number");
+const chips = $("chips");
+const undoButton = $("undo");
+
+const input = {
+  strokes: [], // each a list of [x, y] in drawing units, 0..SIDE
+  pointerId: null, // the pointer drawing the last stroke, until it lifts
+  photo: null, // an uploaded File, shown in place of the pad
+  photoUrl: null,
+};
+
+const requests = {
+  version: 0, // bumped on every change to the input
+  epoch: 0, // bumped when the input is replaced (clear, upload, toggle): older answers are dropped
+  shown: -1, // the version whose answer, error or empty message is on screen
+  inFlight: false,
+  timer: 0,
+};
+
+let answer = null; // the answer on screen
+let selected = 0; // which digit of a multi-digit answer the bars describe
+
+// ---- drawing -------------------------------------------------------------------------------
+
+// Sharp ink on any screen: as many canvas pixels as device pixels (up to 3 per CSS pixel).
+function fitPad() {
+  const side = Math.round(pad.clientWidth * Math.min(window.devicePixelRatio || 1, 3));
+  if (!side || side === pad.width) return false; // hidden (a photo is shown) or unchanged
+  pad.width = pad.height = side;
+  redraw();
+  return true;
+}
+
+function redraw() {
+  ink.setTransform(pad.width / SIDE, 0, 0, pad.height / SIDE, 0, 0);
+  ink.fillStyle = PAPER; // an opaque PNG: no transparency for the server to guess about
+  ink.fillRect(0, 0, SIDE, SIDE);
+  ink.lineWidth = SIDE / 14; // about an MNIST stroke once the digit is scaled to 20 px
+  ink.lineCap = "round";
+  ink.lineJoin = "round";
+  ink.strokeStyle = INK;
+  ink.fillStyle = INK;
+  for (const stroke of input.strokes) drawStroke(stroke, 0);
+}
+
+function drawStroke(points, from) {
+  if (points.length === 1) {
+    const [x, y] = points[0];
+    ink.beginPath();
+    ink.arc(x, y, ink.lineWidth / 2, 0, 2 * Math.PI);
+    ink.fill();
+    return;
+  }
+  ink.beginPath();
+  ink.moveTo(...points[Math.max(from - 1, 0)]);
+  for (let i = Math.max(from, 1); i < points.length; i++) ink.lineTo(...points[i]);
+  ink.stroke();
+}
+
+function padPoint(event) {
+  const rect = pad.getBoundingClientRect();
+  return [
+    ((event.clientX - rect.left) * SIDE) / rect.width,
+    ((event.clientY - rect.top) * SIDE) / rect.height,
+  ];
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  if (input.pointerId !== null || event.button !== 0) return; // one finger draws; no eraser
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  input.pointerId = event.pointerId;
+  const stroke = [padPoint(event)];
+  input.strokes.push(stroke);
+  drawStroke(stroke, 0);
+  changed();
+});
+
+pad.addEventListener("pointermove", (event) => {
+  if (event.pointerId !== input.pointerId) return;
+  const stroke = input.strokes[input.strokes.length - 1];
+  const from = stroke.length;
+  const moves = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+  for (const move of moves.length ? moves : [event]) stroke.push(padPoint(move));
+  drawStroke(stroke, from);
+  changed();
+});
+
+function endStroke(event) {
+  if (event.pointerId !== input.pointerId) return;
+  input.pointerId = null;
+  predictNow();
+}
+
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+pad.addEventListener("lostpointercapture", endStroke);
+
+function undo() {
+  if (input.photo || !input.strokes.length) return;
+  input.strokes.pop();
+  input.pointerId = null;
+  redraw();
+  changed({ now: true });
+}
+
+function clear() {
+  input.strokes = [];
+  input.pointerId = null;
+  dropPhoto();
+  redraw();
+  replaced();
+}
+
+$("undo").addEventListener("click", undo);
+$("clear").addEventListener("click", clear);
+document.addEventListener("keydown", (event) => {
+  const typing = event.target instanceof HTMLInputElement && event.target.type !== "checkbox";
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z" && !typing) {
+    event.preventDefault();
+    undo();
+  }
+});
+
+// ---- photos: the file input, and drops anywhere on the page -----------------------------------
+
+function usePhoto(file) {
+  if (file.type && !file.type.startsWith("image/")) {
+    showError(`${file.name} is ${file.type}, not an image; choose a photo (PNG, JPEG, …)`);
+    return;
+  }
+  dropPhoto();
+  input.photo = file;
+  input.photoUrl = URL.createObjectURL(file);
+  photo.src = input.photoUrl;
+  photo.hidden = false;
+  pad.hidden = true;
+  input.strokes = [];
+  redraw();
+  selected = 0;
+  statusLine.textContent = "Reading the photo…";
+  replaced({ now: true });
+}
+
+function dropPhoto() {
+  if (input.photoUrl) URL.revokeObjectURL(input.photoUrl);
+  input.photo = input.photoUrl = null;
+  photo.removeAttribute("src");
+  photo.hidden = true;
+  pad.hidden = false;
+  fitPad();
+}
+
+upload.addEventListener("change", () => {
+  if (upload.files.length) usePhoto(upload.files[0]);
+  upload.value = ""; // choosing the same file again is a change too
+});
+
+photo.addEventListener("load", renderBoxes); // boxes need the photo's size
+
+const carriesFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+
+document.addEventListener("dragover", (event) => {
+  if (!carriesFiles(event)) return;
+  event.preventDefault(); // without it the browser opens the file in place of the page
+  event.dataTransfer.dropEffect = "copy";
+  stage.classList.add("dragging");
+});
+
+document.addEventListener("dragleave", (event) => {
+  if (!event.relatedTarget) stage.classList.remove("dragging"); // left the window
+});
+
+document.addEventListener("drop", (event) => {
+  if (!carriesFiles(event)) return;
+  event.preventDefault();
+  stage.classList.remove("dragging");
+  const files = [...event.dataTransfer.files];
+  const image = files.find((file) => file.type.startsWith("image/")) || files[0];
+  if (image) usePhoto(image);
+  else showError("Drop an image file (a PNG or JPEG photo) to read it");
+});
+
+multi.addEventListener("change", () => {
+  selected = 0;
+  replaced({ now: true });
+});
+
+// ---- requests --------------------------------------------------------------------------------
+
+const isEmpty = () => !input.photo && input.strokes.length === 0;
+
+function changed({ now = false } = {}) {
+  requests.version += 1;
+  undoButton.disabled = Boolean(input.photo) || input.strokes.length === 0;
+  clearTimeout(requests.timer);
+  requests.timer = 0;
+  if (isEmpty()) {
+    showEmpty();
+  } else if (now) {
+    predictNow();
+  } else {
+    statusLine.dataset.state = "busy";
+    requests.timer = setTimeout(predictNow, DEBOUNCE_MS);
+  }
+}
+
+function replaced(options) {
+  requests.epoch += 1;
+  changed(options);
+}
+
+async function predictNow() {
+  clearTimeout(requests.timer);
+  requests.timer = 0;
+  if (requests.inFlight || requests.shown === requests.version) return;
+  if (isEmpty()) {
+    showEmpty();
+    return;
+  }
+  const { version, epoch } = requests;
+  requests.inFlight = true;
+  statusLine.dataset.state = "busy";
+  try {
+    const result = await postImage(await currentImage(), multi.checked);
+    if (epoch === requests.epoch) show(version, () => showAnswer(result));
+  } catch (error) {
+    if (epoch === requests.epoch) show(version, () => showError(error.message));
+  } finally {
+    requests.inFlight = false;
+  }
+  // Whatever changed while that request was out goes now, unless a debounce is still waiting.
+  if (requests.shown !== requests.version && !requests.timer) predictNow();
+}
+
+function show(version, render) {
+  render();
+  requests.shown = version;
+  if (version !== requests.version) statusLine.dataset.state = "busy"; // a newer one is coming
+}
+
+async function currentImage() {
+  if (input.photo) return { blob: input.photo, name: input.photo.name || "photo" };
+  const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+  return { blob, name: "drawing.png" };
+}
+
+async function postImage({ blob, name }, several) {
+  const form = new FormData();
+  form.append("image", blob, name);
+  let response;
+  try {
+    response = await fetch(PREDICT_URL + (several ? "?multi=1" : ""), { method: "POST", body: form });
+  } catch (error) {
+    throw new Error(`Could not reach the server (${error.message}). Is it still running?`);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: the status line below says what happened
+  }
+  if (!response.ok) {
+    const why = body && typeof body.error === "string" ? body.error : response.statusText;
+    throw new Error(`${why || "request failed"} (HTTP ${response.status})`);
+  }
+  if (!body || !Array.isArray(body.probabilities) || body.probabilities.length !== 10) {
+    throw new Error("The server's answer is not a prediction (no ten probabilities in it)");
+  }
+  return body;
+}
+
+// ---- showing answers -------------------------------------------------------------------------
+
+const percent = (p) => `${Math.round(p * 100)}%`;
+
+function showEmpty() {
+  clearTimeout(requests.timer);
+  requests.timer = 0;
+  requests.shown = requests.version;
+  resetResult();
+  statusLine.textContent = EMPTY_MESSAGE;
+  statusLine.dataset.state = "empty";
+}
+
+function showError(message) {
+  resetResult();
+  statusLine.textContent = `Error: ${message}`;
+  statusLine.dataset.state = "error";
+}
+
+function resetResult() {
+  answer = null;
+  digitText.textContent = "";
+  digitText.classList.remove("uncertain");
+  confidenceText.textContent = "";
+  for (const bar of bars.children) setBar(bar, 0, false);
+  drawSeen(null);
+  numberRow.hidden = true;
+  numberText.textContent = "";
+  chips.replaceChildren();
+  boxes.replaceChildren();
+}
+
+function showAnswer(result) {
+  answer = result;
+  const digits = Array.isArray(result.digits) ? result.digits : null;
+  numberRow.hidden = digits === null;
+  numberText.textContent = digits ? result.number || "" : "";
+  if (!digits || selected >= digits.length) selected = 0;
+  renderChips();
+  renderBoxes();
+  showDigit(digits && digits.length ? digits[selected] : result);
+  statusLine.textContent = summary(result, digits);
+  statusLine.dataset.state = "done";
+}
+
+function summary(result, digits) {
+  // #confidence already says "Not sure"; this says why, and what to do.
+  if (result.reason === "no ink") {
+    return input.photo ? "No ink found in the photo: try a closer, sharper one." : "Draw a digit: no ink found.";
+  }
+  if (result.uncertain) {
+    return digits && digits.length > 1
+      ? "Some digits are unclear (dashed boxes): write them apart and clearly."
+      : "This may not be a digit, or it is unclear: the best guess is shown.";
+  }
+  if (digits) {
+    const pick = digits.length > 1 ? " Pick a digit to see its probabilities." : "";
+    return `Read the number ${result.number}.${pick}`;
+  }
+  return `Looks like a ${result.digit}.`;
+}
+
+function showDigit(prediction) {
+  const noInk = prediction.reason === "no ink";
+  digitText.textContent = noInk ? "?" : String(prediction.digit);
+  digitText.classList.toggle("uncertain", Boolean(prediction.uncertain));
+  const sure = percent(prediction.confidence);
+  confidenceText.textContent = noInk ? "Not sure" : prediction.uncertain ? `Not sure · ${sure}` : `${sure} sure`;
+  prediction.probabilities.forEach((p, digit) => {
+    setBar(bars.querySelector(`[data-digit="${digit}"]`), p, !noInk && digit === prediction.digit);
+  });
+  drawSeen(prediction.image);
+}
+
+function setBar(bar, probability, top) {
+  bar.style.width = `${(probability * 100).toFixed(1)}%`;
+  bar.dataset.pct = percent(probability);
+  bar.classList.toggle("top", top);
+  bar.setAttribute("aria-label", `${bar.dataset.digit}: ${percent(probability)}`);
+}
+
+function drawSeen(image) {
+  const context = seen.getContext("2d");
+  const pixels = context.createImageData(seen.width, seen.height);
+  for (let y = 0; y < seen.height; y++) {
+    for (let x = 0; x < seen.width; x++) {
+      const value = image ? Math.round(Math.min(Math.max(image[y][x], 0), 1) * 255) : 0;
+      pixels.data.set([value, value, value, 255], (y * seen.width + x) * 4);
+    }
+  }
+  context.putImageData(pixels, 0, 0);
+}
+
+function renderChips() {
+  const digits = answer && answer.digits;
+  chips.replaceChildren();
+  if (!digits || digits.length < 2) return;
+  digits.forEach((prediction, i) => {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.textContent = prediction.reason === "no ink" ? "?" : String(prediction.digit);
+    chip.setAttribute("aria-pressed", String(i === selected));
+    chip.setAttribute("aria-label", `digit ${i + 1} of ${digits.length}: ${chip.textContent}`);
+    chip.addEventListener("click", () => {
+      selected = i;
+      renderChips();
+      renderBoxes();
+      showDigit(digits[i]);
+    });
+    chips.append(chip);
+  });
+}
+
+// Each digit's box, from the image's pixels to the stage, where the image is fitted ("contain").
+function renderBoxes() {
+  boxes.replaceChildren();
+  const digits = answer && answer.digits;
+  if (!digits || !digits.length) return;
+  const [width, height] = input.photo ? [photo.naturalWidth, photo.naturalHeight] : [pad.width, pad.height];
+  if (!width || !height) return; // the photo has not loaded yet: its load event comes back here
+  const scale = Math.min(boxes.clientWidth / width, boxes.clientHeight / height);
+  const left = (boxes.clientWidth - width * scale) / 2;
+  const top = (boxes.clientHeight - height * scale) / 2;
+  digits.forEach((prediction, i) => {
+    if (!prediction.box) return;
+    const [l, t, r, b] = prediction.box;
+    const box = document.createElement("div");
+    box.className = "box";
+    box.classList.toggle("uncertain", Boolean(prediction.uncertain));
+    box.classList.toggle("selected", digits.length > 1 && i === selected);
+    box.classList.toggle("label-inside", top + t * scale < 24); // no room above: label inside
+    const margin = 3; // CSS pixels, so the border does not cover the ink
+    Object.assign(box.style, {
+      left: `${left + l * scale - margin}px`,
+      top: `${top + t * scale - margin}px`,
+      width: `${(r - l) * scale + 2 * margin}px`,
+      height: `${(b - t) * scale + 2 * margin}px`,
+    });
+    const label = document.createElement("span");
+    label.className = "box-label";
+    label.textContent = prediction.reason === "no ink" ? "?" : String(prediction.digit);
+    box.append(label);
+    boxes.append(box);
+  });
+}
+
+window.addEventListener("resize", () => {
+  if (fitPad() && !isEmpty()) changed(); // the server gets a new PNG size: its boxes change
+  renderBoxes();
+});
+
+if (!fitPad()) redraw();
+showEmpty();
