@@ -58,6 +58,7 @@ def test_two_workers_train_an_epoch_and_only_the_chief_writes_the_model(tmp_path
         "history.json",
         "metadata.json",
         "model.keras",
+        "training_curves.png",
     ]
     assert "epoch 1/1" in outputs[0][1] and "epoch 1/1" not in outputs[1][1]  # only the chief reports
 

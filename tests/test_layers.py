@@ -18,7 +18,7 @@ LAYERS = {
     "train": 3,
     "distribute": 3.5,
     "evaluate": 3,
-    "report": 3,
+    "report": 2.5,
     "ensemble": 3.5,
     "runtime": 2.75,
     "recognizer": 4,

@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a model on the test set")
     evaluate.add_argument("--model", default="default", help="model directory, .keras file, or bundled name")
     evaluate.add_argument("--split", default="test", choices=["test", "validation"])
+    evaluate.add_argument("--report", type=Path, metavar="DIR", help="write report.html with plots into DIR")
     _add_data_flags(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -95,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--multi", action="store_true", help="read several digits: a number")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
     predict.set_defaults(handler=_predict)
+
+    compare = commands.add_parser("compare", help="compare models: accuracy, size, latency, McNemar's test")
+    compare.add_argument("models", nargs="+", metavar="MODEL")
+    _add_data_flags(compare)
+    compare.set_defaults(handler=_compare)
+
+    show = commands.add_parser("show", help="draw a grid of dataset samples")
+    show.add_argument("--digit", type=int, choices=range(10), metavar="D", help="only this digit")
+    show.add_argument("--n", type=_positive_int, default=64, help="how many (default 64)")
+    show.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    _add_data_flags(show)
+    show.set_defaults(handler=_show)
 
     export = commands.add_parser("export", help="export a model: keras, savedmodel, tflite, tflite-int8")
     export.add_argument("--model", default="default", help="model directory, .keras file, or bundled name")
@@ -187,8 +200,35 @@ def _train_config(args: argparse.Namespace):
 def _evaluate(args: argparse.Namespace) -> None:
     from digitrec.evaluate import evaluate
 
-    figures = evaluate(args.model, args.dataset, args.data_dir, args.split)
-    _report(args, figures, _evaluation_text(figures))
+    figures = evaluate(args.model, args.dataset, args.data_dir, args.split, report_dir=args.report)
+    text = _evaluation_text(figures) + (f"\nreport: {args.report / 'report.html'}" if args.report else "")
+    _report(args, figures, text)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from digitrec.evaluate import compare
+
+    result = compare(args.models, args.dataset or "mnist", args.data_dir)
+    lines = ["model  accuracy  size  parameters  latency"]
+    lines += [
+        f"{r['model']}  {r['accuracy']:.4f}  {r['bytes'] / 1024:.0f} KiB  {r['parameters'] or '-'}  "
+        f"{r['latency_ms']:.2f} ms"
+        for r in result["models"]
+    ]
+    if "mcnemar" in result:
+        m = result["mcnemar"]
+        lines.append(
+            f"McNemar: {m['a_only']} images only the first gets right, {m['b_only']} only the second; "
+            f"p = {m['p_value']:.4g}"
+        )
+    _report(args, result, "\n".join(lines))
+
+
+def _show(args: argparse.Namespace) -> None:
+    from digitrec.report import sample_grid
+
+    path = sample_grid(args.out, args.dataset or "mnist", args.digit, args.n, args.data_dir)
+    _report(args, {"out": str(path)}, f"wrote {path}")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -279,7 +319,10 @@ def _interactive(args: argparse.Namespace) -> bool:
 
 def _needs_keras(args: argparse.Namespace) -> bool:
     """Everything but a LiteRT model runs on Keras; a `.tflite` one never imports it."""
-    return args.command in ("train", "evaluate", "export") or not str(args.model).endswith(".tflite")
+    if args.command in ("train", "export"):
+        return True
+    models = getattr(args, "models", None) or [getattr(args, "model", None)]
+    return args.command != "show" and not all(str(m).endswith(".tflite") for m in models)
 
 
 def _import_keras_quietly() -> None:

@@ -3,9 +3,11 @@
 import time
 from pathlib import Path
 
+import numpy as np
+
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.metrics import classification_metrics
+from digitrec.metrics import calibration, classification_metrics, mcnemar, wilson_interval
 from digitrec.runtime import LoadedBackend, load_backend
 
 SPLITS = ("test", "validation")
@@ -16,8 +18,10 @@ def evaluate(
     dataset: str | None = None,
     data_dir: Path | str | None = None,
     split: str = "test",
+    report_dir: Path | str | None = None,
 ) -> dict:
-    """Figures of `model` (any format) on a split of `dataset` (by default its training set's)."""
+    """Figures of `model` (any format) on a split of `dataset` (by default its training set's);
+    with `report_dir`, also a report with plots there (see `digitrec.report`)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     loaded = model if isinstance(model, LoadedBackend) else load_backend(model)
@@ -28,10 +32,57 @@ def evaluate(
     )
     started = time.perf_counter()
     probs = loaded.backend.predict_proba(scale(images))
-    return {
+    figures = {
         "model": str(loaded.path),
         "dataset": dataset,
         "split": split,
         **classification_metrics(labels, probs),
-        "seconds": round(time.perf_counter() - started, 3),
     }
+    figures["ci95"] = wilson_interval(figures["n"] - figures["errors"], figures["n"])
+    figures["calibration"] = calibration(labels, probs)
+    figures["seconds"] = round(time.perf_counter() - started, 3)
+    if report_dir is not None:
+        from digitrec.report import write_report
+
+        write_report(figures, scale(images), labels, probs, Path(report_dir))
+    return figures
+
+
+def compare(models: list[str | Path], dataset: str = "mnist", data_dir: Path | str | None = None) -> dict:
+    """Accuracy, size, parameters and single-image latency per model; McNemar's test of the first two."""
+    data = load_dataset(dataset, data_dir)
+    images = scale(data.test_images)
+    rows, rights = [], []
+    for name in models:
+        loaded = load_backend(name)
+        right = loaded.backend.predict_proba(images).argmax(1) == data.test_labels
+        rights.append(right)
+        latencies = []
+        for i in range(50):
+            started = time.perf_counter()
+            loaded.backend.predict_proba(images[i : i + 1])
+            latencies.append(time.perf_counter() - started)
+        rows.append(
+            {
+                "model": str(loaded.path),
+                "accuracy": float(right.mean()),
+                "bytes": _size(loaded.path),
+                "parameters": loaded.metadata.get("parameters"),
+                "latency_ms": round(float(np.median(latencies)) * 1000, 3),
+            }
+        )
+    result: dict = {"dataset": dataset, "models": rows}
+    if len(rights) >= 2:
+        result["mcnemar"] = {"a": rows[0]["model"], "b": rows[1]["model"], **mcnemar(rights[0], rights[1])}
+    return result
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        weights = path / "model.keras"
+        return (
+            weights.stat().st_size
+            if weights.is_file()
+            else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        )
+    return path.stat().st_size

@@ -203,6 +203,9 @@ def finish(
     }
     save_model_dir(model, out_dir, metadata)
     atomic_write_text(out_dir / "history.json", json.dumps(history, indent=1) + "\n")
+    from digitrec.report import plot_history  # matplotlib: imported only once there is a history to draw
+
+    plot_history(history, out_dir / "training_curves.png")
     _remove_checkpoints(out_dir)
     accuracy = figures["test"]["accuracy"]
     return TrainResult(out_dir, accuracy, figures["validation"]["accuracy"], train_seconds, len(history))
