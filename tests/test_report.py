@@ -27,15 +27,19 @@ def test_the_report_shows_the_same_numbers_as_json(tiny_model_dir, tmp_path, cap
     ]
     assert cells == [count for row in figures["confusion"] for count in row]
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["accuracy"] == figures["accuracy"]
-    assert page.count("data:image/png;base64,") == 3 and 'src="http' not in page
+    assert page.count("data:image/png;base64,") == 4 and 'src="http' not in page  # + the training curves
     for name in ("confusion.png", "errors.png", "reliability.png"):
         width, height = _is_png(tmp_path / "r" / name)
         assert width > 300 and height > 100
 
 
-def test_training_draws_its_curves(tiny_model_dir):
-    width, _ = _is_png(tiny_model_dir / "training_curves.png")
-    assert width > 600
+def test_training_draws_its_curves_unless_told_not_to(tmp_path):
+    from digitrec.train import recipe, train
+
+    train(recipe("mlp", epochs=1, train_limit=500), tmp_path / "mlp", log=lambda line: None)
+    assert _is_png(tmp_path / "mlp" / "training_curves.png")[0] > 600
+    train(recipe("mlp", epochs=1, train_limit=500, curves=False), tmp_path / "bare", log=lambda line: None)
+    assert not (tmp_path / "bare" / "training_curves.png").exists()
 
 
 def test_show_draws_a_grid_of_one_digit(tmp_path, capsys):

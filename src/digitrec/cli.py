@@ -16,7 +16,6 @@ from typing import NoReturn
 
 from digitrec.errors import ConfigError, DigitrecError, ImageError
 from digitrec.files import silenced_stderr
-from digitrec.preprocess import IMAGE_SUFFIXES, find_images
 
 DEFAULT_MODEL = "cnn"
 PREDICT_BATCH = 64
@@ -232,6 +231,7 @@ def _show(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from digitrec.preprocess import IMAGE_SUFFIXES, find_images
     from digitrec.recognizer import Recognizer
 
     recognizer = Recognizer.load(args.model)

@@ -44,7 +44,15 @@ def evaluate(
     if report_dir is not None:
         from digitrec.report import write_report
 
-        write_report(figures, scale(images), labels, probs, Path(report_dir))
+        history = loaded.path / "history.json" if loaded.path.is_dir() else None
+        write_report(
+            figures,
+            scale(images),
+            labels,
+            probs,
+            Path(report_dir),
+            history=history if history and history.is_file() else None,
+        )
     return figures
 
 

@@ -142,15 +142,23 @@ def sample_grid(
 
 
 def write_report(
-    figures: dict, images: np.ndarray, labels: np.ndarray, probs: np.ndarray, out_dir: Path
+    figures: dict,
+    images: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    out_dir: Path,
+    history: Path | None = None,
 ) -> Path:
-    """`report.html` (self-contained), its PNGs and `metrics.json` in `out_dir`."""
+    """`report.html` (self-contained), its PNGs and `metrics.json` in `out_dir`; given the
+    model's `history.json`, its training curves too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pictures = {
         "confusion": plot_confusion(figures["confusion"], out_dir / "confusion.png"),
         "errors": plot_errors(images, labels, probs, out_dir / "errors.png"),
         "reliability": plot_reliability(figures["calibration"], out_dir / "reliability.png"),
     }
+    if history is not None:
+        pictures["training"] = plot_history(json.loads(history.read_text()), out_dir / "training_curves.png")
     atomic_write_text(out_dir / "metrics.json", json.dumps(figures, indent=2) + "\n")
     atomic_write_text(out_dir / "report.html", _html(figures, pictures))
     return out_dir / "report.html"
@@ -184,8 +192,15 @@ img{{max-width:100%}}.big{{font-size:2em;font-weight:bold}}</style></head><body>
 <img alt="confusion matrix" src="data:image/png;base64,{images["confusion"]}">
 <h2>Mistakes</h2><img alt="misclassified images" src="data:image/png;base64,{images["errors"]}">
 <h2>Calibration</h2><img alt="reliability diagram" src="data:image/png;base64,{images["reliability"]}">
+{_training_section(images)}
 </body></html>
 """
+
+
+def _training_section(images: dict[str, str]) -> str:
+    if "training" not in images:
+        return ""
+    return f'<h2>Training</h2><img alt="training curves" src="data:image/png;base64,{images["training"]}">'
 
 
 def _save(figure, path: Path) -> Path:

