@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL ?= softmax
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint venv clean
+.PHONY: train test lint venv clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src/digitrec
 
-test: lint
+# The page's tests drive Debian's Chromium (Playwright's own browser download is not used).
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -137,3 +137,26 @@ def test_predict_multi_reads_a_number(tmp_path, capsys):
 def test_predict_with_no_images_is_a_user_error(tmp_path, capsys):
     assert main(["predict", str(tmp_path)]) == 2
     assert "no image files" in capsys.readouterr().err
+
+
+def test_train_ensemble_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "ens"
+    argv = [
+        "train",
+        "--model",
+        "ensemble",
+        "--members",
+        "2",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "600",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    assert main(argv) == 0
+    summary = _last_json(capsys.readouterr().out)
+    assert summary["model"] == "ensemble" and summary["model_dir"] == str(out)
+    assert sorted(p.name for p in out.glob("member-*")) == ["member-0", "member-1"]
+    assert json.loads((out / "metadata.json").read_text())["model"] == "ensemble"

@@ -53,8 +53,9 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and evaluate it on the test set")
     train.add_argument(
-        "--model", help=f"softmax (the tutorial's), mlp, lenet5, fast, {DEFAULT_MODEL} (default)"
+        "--model", help=f"softmax (the tutorial's), mlp, lenet5, fast, {DEFAULT_MODEL} (default), ensemble"
     )
+    train.add_argument("--members", type=_positive_int, default=5, help="ensemble members (default 5)")
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=_positive_float, help="learning rate (the peak, for schedules)")

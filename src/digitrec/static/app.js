@@ -8,7 +8,7 @@
 "use strict";
 
 const DEBOUNCE_MS = 150;
-const SIDE = 280; // the pad's size in drawing units; its pixels follow the screen's density
+const SIDE = 280; // the pad's size in drawing units, and the PNG's in pixels whatever the screen
 const PREDICT_URL = "/api/predict";
 const INK = "#111";
 const PAPER = "#fff";
@@ -17,6 +17,7 @@ const EMPTY_MESSAGE = "Draw a digit (0–9) in the box, or upload a photo.";
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
 const ink = pad.getContext("2d");
+const exported = Object.assign(document.createElement("canvas"), { width: SIDE, height: SIDE });
 const photo = $("photo");
 const stage = $("stage");
 const boxes = $("boxes");
@@ -61,30 +62,28 @@ function fitPad() {
   return true;
 }
 
-function redraw() {
-  ink.setTransform(pad.width / SIDE, 0, 0, pad.height / SIDE, 0, 0);
-  ink.fillStyle = PAPER; // an opaque PNG: no transparency for the server to guess about
-  ink.fillRect(0, 0, SIDE, SIDE);
-  ink.lineWidth = SIDE / 14; // about an MNIST stroke once the digit is scaled to 20 px
-  ink.lineCap = "round";
-  ink.lineJoin = "round";
-  ink.strokeStyle = INK;
-  ink.fillStyle = INK;
-  for (const stroke of input.strokes) drawStroke(stroke, 0);
-}
+const redraw = () => paint(ink, pad.width / SIDE);
 
-function drawStroke(points, from) {
-  if (points.length === 1) {
-    const [x, y] = points[0];
-    ink.beginPath();
-    ink.arc(x, y, ink.lineWidth / 2, 0, 2 * Math.PI);
-    ink.fill();
-    return;
+function paint(context, scale) {
+  context.setTransform(scale, 0, 0, scale, 0, 0);
+  context.fillStyle = PAPER; // an opaque PNG: no transparency for the server to guess about
+  context.fillRect(0, 0, SIDE, SIDE);
+  context.lineWidth = SIDE / 14; // about an MNIST stroke once the digit is scaled to 20 px
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  context.strokeStyle = INK;
+  context.fillStyle = INK;
+  for (const points of input.strokes) {
+    context.beginPath();
+    if (points.length === 1) {
+      context.arc(...points[0], context.lineWidth / 2, 0, 2 * Math.PI); // a tap: a dot
+      context.fill();
+    } else {
+      context.moveTo(...points[0]);
+      for (const point of points.slice(1)) context.lineTo(...point);
+      context.stroke(); // one path per stroke: its edges smooth, not a string of overlapping caps
+    }
   }
-  ink.beginPath();
-  ink.moveTo(...points[Math.max(from - 1, 0)]);
-  for (let i = Math.max(from, 1); i < points.length; i++) ink.lineTo(...points[i]);
-  ink.stroke();
 }
 
 function padPoint(event) {
@@ -100,19 +99,17 @@ pad.addEventListener("pointerdown", (event) => {
   event.preventDefault();
   pad.setPointerCapture(event.pointerId);
   input.pointerId = event.pointerId;
-  const stroke = [padPoint(event)];
-  input.strokes.push(stroke);
-  drawStroke(stroke, 0);
+  input.strokes.push([padPoint(event)]);
+  redraw();
   changed();
 });
 
 pad.addEventListener("pointermove", (event) => {
   if (event.pointerId !== input.pointerId) return;
   const stroke = input.strokes[input.strokes.length - 1];
-  const from = stroke.length;
   const moves = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
   for (const move of moves.length ? moves : [event]) stroke.push(padPoint(move));
-  drawStroke(stroke, from);
+  redraw(); // a few strokes of a few hundred points: a whole repaint costs well under a frame
   changed();
 });
 
@@ -252,7 +249,7 @@ async function predictNow() {
   requests.inFlight = true;
   statusLine.dataset.state = "busy";
   try {
-    const result = await postImage(await currentImage(), multi.checked);
+    const result = await postImage(currentImage(), multi.checked);
     if (epoch === requests.epoch) show(version, () => showAnswer(result));
   } catch (error) {
     if (epoch === requests.epoch) show(version, () => showError(error.message));
@@ -269,10 +266,14 @@ function show(version, render) {
   if (version !== requests.version) statusLine.dataset.state = "busy"; // a newer one is coming
 }
 
-async function currentImage() {
+// The drawing as a SIDE × SIDE PNG. Encoded at once: Chromium runs `toBlob` as an idle task,
+// which can wait a whole second when the page is busy, too slow for predicting as one draws.
+function currentImage() {
   if (input.photo) return { blob: input.photo, name: input.photo.name || "photo" };
-  const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
-  return { blob, name: "drawing.png" };
+  paint(exported.getContext("2d"), 1);
+  const base64 = exported.toDataURL("image/png").split(",")[1];
+  const bytes = Uint8Array.from(atob(base64), (char) => char.charCodeAt(0));
+  return { blob: new Blob([bytes], { type: "image/png" }), name: "drawing.png" };
 }
 
 async function postImage({ blob, name }, several) {
@@ -418,7 +419,7 @@ function renderBoxes() {
   boxes.replaceChildren();
   const digits = answer && answer.digits;
   if (!digits || !digits.length) return;
-  const [width, height] = input.photo ? [photo.naturalWidth, photo.naturalHeight] : [pad.width, pad.height];
+  const [width, height] = input.photo ? [photo.naturalWidth, photo.naturalHeight] : [SIDE, SIDE];
   if (!width || !height) return; // the photo has not loaded yet: its load event comes back here
   const scale = Math.min(boxes.clientWidth / width, boxes.clientHeight / height);
   const left = (boxes.clientWidth - width * scale) / 2;
@@ -447,7 +448,7 @@ function renderBoxes() {
 }
 
 window.addEventListener("resize", () => {
-  if (fitPad() && !isEmpty()) changed(); // the server gets a new PNG size: its boxes change
+  fitPad();
   renderBoxes();
 });
 
