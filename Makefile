@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL ?= softmax
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint venv clean browser
+.PHONY: train test lint venv clean browser fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ browser:
 
 test: lint browser
 	$(BIN)/python -m pytest -q
+
+# The property tests with many more examples than `make test` runs (minutes, not seconds).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

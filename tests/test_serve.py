@@ -139,3 +139,100 @@ def test_health_metrics_docs_and_page(live_server):
     assert "digitrec_request_seconds_bucket" in metrics
     assert "/api/predict" in httpx.get(f"{live_server}/openapi.json").json()["paths"]
     assert httpx.get(f"{live_server}/").headers["content-type"].startswith("text/html")
+
+
+def _bomb_png() -> bytes:
+    """A valid 1×1 PNG whose header claims 50,000 × 50,000 pixels."""
+    out = io.BytesIO()
+    Image.new("L", (1, 1)).save(out, "PNG")
+    raw = bytearray(out.getvalue())
+    raw[16:24] = (50_000).to_bytes(4, "big") * 2
+    import zlib
+
+    raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")  # a correct IHDR checksum
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (_bomb_png(), "pixel limit"),
+        (render_photo(np.eye(28, dtype=np.float32), PhotoStyle(jpeg_quality=None))[:3000], "not a readable image"),
+        (b"GIF89a" + b"<script>alert(1)</script>" * 40, "not a readable image"),  # a GIF/HTML polyglot
+        (b"%PDF-1.4\n" + b"\x00" * 200, "not a readable image"),
+    ],
+)
+def test_hostile_images_get_a_400_and_the_server_answers_on(live_server, body, fragment):
+    response = httpx.post(f"{live_server}/api/predict", files={"image": ("x.png", body, "image/png")})
+    assert response.status_code == 400 and fragment in response.json()["error"]
+    assert httpx.get(f"{live_server}/healthz").status_code == 200
+
+
+def test_a_30_mb_upload_is_refused_without_reading_it(live_server):
+    response = httpx.post(
+        f"{live_server}/api/predict",
+        content=b"\0" * (30 * 1024 * 1024),
+        headers={"content-type": "image/png"},
+    )
+    assert response.status_code == 413 and "byte limit" in response.json()["error"]
+
+
+def test_a_chunked_upload_over_the_limit_is_cut_off(live_server):
+    def chunks():
+        for _ in range(12):
+            yield b"\0" * (1024 * 1024)
+
+    response = httpx.post(
+        f"{live_server}/api/predict", content=chunks(), headers={"content-type": "image/png"}
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"instances": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"instances": [[[NaN]]]}',
+        '{"instances": "everything"}',
+        "not json at all",
+        '{"instances": [' + ",".join(["[[0.5]]"] * 300) + "]}",
+    ],
+)
+def test_hostile_json_gets_a_4xx_not_a_crash(live_server, payload):
+    response = httpx.post(
+        f"{live_server}/v1/models/digitrec:predict",
+        content=payload,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code in (400, 422) and response.json()["error"]
+    assert httpx.get(f"{live_server}/healthz").status_code == 200
+
+
+def test_a_slow_client_does_not_stop_the_server_answering_others(live_server):
+    import socket
+    import threading
+
+    host, port = live_server.removeprefix("http://").split(":")
+    trickle = socket.create_connection((host, int(port)))
+    trickle.sendall(
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+    )
+    stop = threading.Event()
+
+    def drip():
+        while not stop.is_set():
+            try:
+                trickle.sendall(b"\0")
+            except OSError:
+                return
+            stop.wait(0.2)
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        for _ in range(5):
+            assert httpx.get(f"{live_server}/healthz", timeout=2).status_code == 200
+    finally:
+        stop.set()
+        trickle.close()
+        dripper.join(timeout=2)

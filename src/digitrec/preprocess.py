@@ -108,12 +108,12 @@ def _array_to_grey(array: np.ndarray) -> np.ndarray:
         raise ImageError(f"array of {array.size:,} pixels is over the {MAX_PIXELS:,}-pixel limit")
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise ImageError(f"expected a numeric image array, got dtype {array.dtype}")
-    grey = array.astype(np.float32)
+    grey = array.astype(np.float64)  # float32 would overflow to infinity on huge values
     if not np.isfinite(grey).all():
         raise ImageError("the image array holds NaN or infinite values")
     if np.issubdtype(array.dtype, np.integer) or grey.max() > 1.0:
         grey = grey / 255.0
-    return np.clip(grey, 0.0, 1.0)
+    return np.clip(grey, 0.0, 1.0).astype(np.float32)
 
 
 def is_mnist_like(grey: np.ndarray) -> bool:
