@@ -325,14 +325,14 @@ def _instances(instances: list[list[list[float]]], limit: int) -> np.ndarray:
     if len(instances) > limit:
         raise ConfigError(f"{len(instances)} instances is over the limit of {limit} per request")
     try:
-        images = np.asarray(instances, np.float32)
+        images = np.asarray(instances, np.float64)  # float32 would overflow on huge values
     except ValueError:
         raise ConfigError("instances must all be 28×28 arrays of numbers (ragged rows were sent)") from None
     if images.shape[1:] != (28, 28):
         raise ConfigError(f"expected instances shaped 28×28, got {images.shape[1:]}")
     if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
         raise ConfigError("instance values must be finite floats in [0, 1] (white ink on black)")
-    return images
+    return images.astype(np.float32)
 
 
 def _error(status: int, message: str) -> JSONResponse:
