@@ -10,20 +10,10 @@ Usage: python benchmarks/fast_speed.py [ROUNDS]   (default 1)
 
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def timed(command: list[str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
-    return time.perf_counter() - started, done.stdout
+from common import BIN, timed
 
 
 def main() -> int:

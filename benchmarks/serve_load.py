@@ -12,20 +12,17 @@ import argparse
 import http.client
 import io
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
+from common import BIN, free_ports
 from PIL import Image
 
 from digitrec.data import load_dataset
-
-BIN = Path(sys.executable).parent
 
 
 def png_uploads(count: int) -> list[bytes]:
@@ -74,9 +71,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=60)
     args = parser.parse_args()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    [port] = free_ports(1)
     server = subprocess.Popen(
         [str(BIN / "digitrec"), "serve", "--model", args.model, "--port", str(port)],
         stdout=subprocess.DEVNULL,

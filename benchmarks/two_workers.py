@@ -9,25 +9,13 @@ Usage: python benchmarks/two_workers.py
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from common import BIN, free_ports
+
 COMMAND = [str(BIN / "digitrec"), "train", "--model", "mlp", "--epochs", "2", "--json"]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def main() -> None:
