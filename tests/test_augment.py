@@ -26,3 +26,25 @@ def test_stroke_width_thickens_and_thins():
         axis=(1, 2)
     )
     assert thick.max() > ink[0] * 1.2 and thick.min() < ink[0] * 0.9
+
+
+def test_elastic_distortion_bends_strokes_but_keeps_the_ink():
+    from digitrec.augment import RandomElastic
+
+    images = _bar()
+    out = np.asarray(RandomElastic(34.0, 4.0, seed=2)(images, training=True))
+    assert out.shape == images.shape and not np.allclose(out, images)
+    assert abs(out.sum() - images.sum()) < 0.35 * images.sum()
+    assert np.array_equal(np.asarray(RandomElastic(34.0, seed=2)(images, training=False)), images)
+
+
+def test_a_model_trained_with_elastic_augmentation_saves_and_loads(tmp_path):
+    from digitrec.artifact import load_model
+    from digitrec.train import recipe, train
+
+    train(
+        recipe("fast", epochs=1, train_limit=256, augment=True, elastic_alpha=34.0),
+        tmp_path / "m",
+        log=lambda line: None,
+    )
+    assert load_model(tmp_path / "m").model.name == "fast"

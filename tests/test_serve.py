@@ -157,7 +157,10 @@ def _bomb_png() -> bytes:
     ("body", "fragment"),
     [
         (_bomb_png(), "pixel limit"),
-        (render_photo(np.eye(28, dtype=np.float32), PhotoStyle(jpeg_quality=None))[:3000], "not a readable image"),
+        (
+            render_photo(np.eye(28, dtype=np.float32), PhotoStyle(jpeg_quality=None))[:3000],
+            "not a readable image",
+        ),
         (b"GIF89a" + b"<script>alert(1)</script>" * 40, "not a readable image"),  # a GIF/HTML polyglot
         (b"%PDF-1.4\n" + b"\x00" * 200, "not a readable image"),
     ],

@@ -6,6 +6,7 @@ exported model: `train` wraps them around the model and saves the model alone.
 """
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from digitrec.models import IMAGE_SHAPE
@@ -36,11 +37,46 @@ class RandomStrokeWidth(layers.Layer):
         return {**super().get_config(), "amount": self.amount, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="digitrec")
+class RandomElastic(layers.Layer):
+    """Elastic distortion (Simard, Steinkraus and Platt 2003): a random displacement field,
+    smoothed by a Gaussian of `sigma` pixels and scaled by `alpha`, resamples each image."""
+
+    def __init__(self, alpha: float = 34.0, sigma: float = 4.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha, self.sigma, self.seed = alpha, sigma, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        radius = int(3 * sigma)
+        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+        kernel = np.outer(taps, taps) / np.outer(taps, taps).sum()
+        self.kernel = kernel[:, :, None, None].astype("float32")
+
+    def call(self, images, training=False):
+        if not training or self.alpha == 0:
+            return images
+        n, height, width = ops.shape(images)[0], IMAGE_SHAPE[0], IMAGE_SHAPE[1]
+        noise = keras.random.uniform((n * 2, height, width, 1), -1.0, 1.0, seed=self.seed_generator)
+        field = ops.conv(noise, ops.convert_to_tensor(self.kernel), padding="same") * self.alpha
+        field = ops.reshape(field, (n, 2, height, width))
+        rows, cols = ops.meshgrid(
+            ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij"
+        )
+        batch = ops.broadcast_to(
+            ops.reshape(ops.cast(ops.arange(n), "float32"), (-1, 1, 1)), (n, height, width)
+        )
+        coordinates = ops.stack([batch, rows + field[:, 0], cols + field[:, 1]])
+        return ops.image.map_coordinates(images, coordinates, order=1, fill_mode="constant", fill_value=0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "sigma": self.sigma, "seed": self.seed}
+
+
 def augmenter(
     rotation_deg: float = 10.0,
     shift: float = 0.1,
     zoom: float = 0.1,
     stroke: float = 0.5,
+    elastic_alpha: float = 0.0,
     seed: int | None = None,
 ) -> keras.Sequential:
     """Random rotation, shift, zoom and stroke width: the recipe of the best MNIST CNNs.
@@ -58,6 +94,7 @@ def augmenter(
             layers.RandomZoom(zoom, zoom, **fill),
             layers.Reshape(IMAGE_SHAPE),
             RandomStrokeWidth(stroke, seed=seed),
+            *([RandomElastic(elastic_alpha, seed=seed)] if elastic_alpha else []),
         ],
         name="augment",
     )

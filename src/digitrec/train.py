@@ -45,6 +45,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.05
     augment: bool = True
+    elastic_alpha: float = 0.0  # elastic distortion strength when augmenting (Simard et al. use 34); 0: off
     ema_momentum: float = 0.0  # keep an exponential moving average of the weights and save it; 0: off
     patience: int = 0  # stop after N epochs without a better val_accuracy, keeping the best; 0: never
     curves: bool = True  # draw training_curves.png at the end (about a second, most of it matplotlib)
@@ -243,7 +244,7 @@ def compiled_trainer(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     model = build(config.model)
     pipeline = [keras.Input(IMAGE_SHAPE, dtype="uint8"), keras.layers.Rescaling(1 / 255)]
     if config.augment:
-        pipeline.append(augmenter(seed=config.seed))
+        pipeline.append(augmenter(elastic_alpha=config.elastic_alpha, seed=config.seed))
     trainer = keras.Sequential([*pipeline, model], name="trainer")
     trainer.compile(
         optimizer=_optimizer(config, steps_per_epoch),
