@@ -6,6 +6,27 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO / "data" / "mnist"
+ARTIFACTS = REPO / "artifacts"  # screenshots the tests leave for people to look at (gitignored)
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright's own browser download is never used
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium through Playwright, shared by the page's and the report's tests."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "needs Debian's Chromium: `make test` installs it (apt-get install -y chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

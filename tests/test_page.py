@@ -2,24 +2,17 @@
 real app serving the bundled model (`live_server`). Setup: `apt-get install chromium`; never
 `playwright install` (it downloads a browser of its own). Leaves a screenshot in artifacts/page.png."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from digitrec.data import load_dataset, scale
 from digitrec.synth import PhotoStyle, render_photo
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parents[1] / "artifacts" / "page.png"
-CHROMIUM_ARGS = [
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from .conftest import ARTIFACTS
+
+SCREENSHOT = ARTIFACTS / "page.png"
 DESKTOP = {"viewport": {"width": 1000, "height": 860}}
 PHONE = {
     "viewport": {"width": 360, "height": 740},
@@ -33,15 +26,6 @@ ONE = [[(0.5, 0.2), (0.5, 0.8)]]
 SEVEN = [[(0.3, 0.25), (0.7, 0.25)], [(0.7, 0.25), (0.45, 0.8)]]
 ON_SEVENS_DIAGONAL = (0.575, 0.525)
 ON_SEVENS_BAR = (0.4, 0.25)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert CHROMIUM.exists(), "needs Debian's Chromium: `make test` installs it (apt-get install -y chromium)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_page(browser: Browser, base_url: str, log: dict[str, list[str]], **context_options) -> Page:

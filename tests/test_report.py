@@ -94,3 +94,17 @@ def test_mcnemar_exact_p_values(a_only, b_only, p):
     right_b = np.array([False] * a_only + [True] * b_only + [True] * 7)
     result = mcnemar(right_a, right_b)
     assert (result["a_only"], result["b_only"]) == (a_only, b_only) and result["p_value"] == pytest.approx(p)
+
+
+def test_the_report_renders_in_a_browser_with_its_pictures(tiny_model_dir, tmp_path, browser):
+    from .conftest import ARTIFACTS
+
+    assert main(["evaluate", "--model", str(tiny_model_dir), "--report", str(tmp_path / "r")]) == 0
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto((tmp_path / "r" / "report.html").as_uri())
+    widths = page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")
+    assert len(widths) == 4 and min(widths) > 300  # every embedded PNG decoded
+    assert page.inner_text("#accuracy").startswith("accuracy 0.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.close()
