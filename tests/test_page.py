@@ -2,7 +2,6 @@
 real app serving the bundled model (`live_server`). Setup: `apt-get install chromium`; never
 `playwright install` (it downloads a browser of its own). Leaves a screenshot in artifacts/page.png."""
 
-
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect

@@ -4,7 +4,13 @@ import dataclasses
 import errno
 import functools
 import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import httpx
 import keras
@@ -14,6 +20,7 @@ import pytest
 from digitrec import data
 from digitrec.artifact import load_model
 from digitrec.errors import DataError, ModelError
+from digitrec.files import sha256_of
 from digitrec.serve import ServeConfig
 from digitrec.train import CHECKPOINT_INDEX, _Checkpoint, read_checkpoint, recipe
 
@@ -131,3 +138,56 @@ def _png_of_a_digit() -> bytes:
     out = io.BytesIO()
     Image.fromarray(image).save(out, "PNG")
     return out.getvalue()
+
+
+class _SlowHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files a kilobyte at a time, slowly, so a download can be killed in the middle."""
+
+    slow = True
+
+    def copyfile(self, source, outputfile):
+        while chunk := source.read(1024):
+            outputfile.write(chunk)
+            if self.slow:
+                time.sleep(0.01)
+
+    def log_message(self, format, *args):
+        pass
+
+
+def test_a_download_killed_with_sigkill_leaves_no_file_and_a_rerun_completes(tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    rng = np.random.default_rng(0)
+    data.write_idx(www / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (400, 28, 28), dtype=np.uint8))
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        data.write_idx(www / name, np.zeros(3, np.uint8))
+    digests = {p.name: sha256_of(p) for p in www.iterdir()}
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_SlowHandler, directory=str(www))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    mirror = f"http://127.0.0.1:{server.server_address[1]}/"
+    script = (
+        "import dataclasses, sys, json; from pathlib import Path; from digitrec import data; "
+        f"spec = dataclasses.replace(data.DATASETS['mnist'], mirrors=({mirror!r},), "
+        f"sha256=json.loads({json.dumps(digests)!r})); "
+        f"data.download(spec, Path({str(tmp_path / 'cache')!r}), progress=False)"
+    )
+    try:
+        process = subprocess.Popen([sys.executable, "-c", script])
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "cache").glob(".train-images*.part*")):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert not (tmp_path / "cache" / "train-images-idx3-ubyte.gz").exists()
+        _SlowHandler.slow = False
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    finally:
+        _SlowHandler.slow = True
+        server.shutdown()
+        server.server_close()
+    for name, digest in digests.items():
+        assert sha256_of(tmp_path / "cache" / name) == digest
