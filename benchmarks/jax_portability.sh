@@ -18,3 +18,6 @@ assert "tensorflow" not in sys.modules, "the training path imported TensorFlow"
 print(f"jax: test accuracy {result.accuracy:.4f} after 1 epoch, {result.train_seconds:.1f} s; no TensorFlow imported")
 PY
 .venv/bin/digitrec evaluate --model "$out" --json | python3 -c 'import json,sys; print("tensorflow: test accuracy", json.loads(sys.stdin.read())["accuracy"])'
+# Data-parallel on JAX (keras.distribution.DataParallel), two host devices standing in for GPUs.
+XLA_FLAGS=--xla_force_host_platform_device_count=2 KERAS_BACKEND=jax "$venv/bin/python" -m digitrec \
+  train --model mlp --epochs 1 --train-limit 4000 --strategy mirrored --out "$(mktemp -d)/dp" --json | tail -n 1

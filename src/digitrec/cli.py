@@ -146,6 +146,12 @@ def _train(args: argparse.Namespace) -> None:
         from digitrec.ensemble import train_ensemble
 
         result = train_ensemble(config, out, args.members, **options)
+    elif args.strategy == "mirrored" and _backend() == "jax":
+        from digitrec.distribute import use_data_parallel
+        from digitrec.train import train
+
+        options["log"](f"data-parallel over {use_data_parallel()} JAX devices")
+        result = train(config, out, resume=args.resume, tensorboard_dir=args.tensorboard, **options)
     elif args.strategy != "default":
         from digitrec.distribute import make_strategy, train_distributed
 
@@ -316,6 +322,12 @@ def _log_to(stream):
 
 def _interactive(args: argparse.Namespace) -> bool:
     return not args.json and sys.stdout.isatty()
+
+
+def _backend() -> str:
+    import keras
+
+    return keras.backend.backend()
 
 
 def _needs_keras(args: argparse.Namespace) -> bool:

@@ -41,6 +41,17 @@ from digitrec.train import (
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
+def use_data_parallel() -> int:
+    """On the JAX backend: split every batch over all local devices (`keras.distribution`).
+
+    The ordinary `train` path then runs data-parallel, with no custom loop: Keras shards the
+    inputs and replicates the weights. Returns the number of devices.
+    """
+    devices = keras.distribution.list_devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return len(devices)
+
+
 def make_strategy(name: str, timeout_s: float = 60.0):
     """The tf.distribute strategy named on the command line."""
     import tensorflow as tf
