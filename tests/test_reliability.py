@@ -191,3 +191,31 @@ def test_a_download_killed_with_sigkill_leaves_no_file_and_a_rerun_completes(tmp
         server.server_close()
     for name, digest in digests.items():
         assert sha256_of(tmp_path / "cache" / name) == digest
+
+
+def test_an_export_killed_with_sigkill_leaves_no_output_and_a_rerun_completes(tiny_model_dir, tmp_path):
+    out = tmp_path / "saved"
+    command = [
+        sys.executable,
+        "-m",
+        "digitrec",
+        "export",
+        "--model",
+        str(tiny_model_dir),
+        "--format",
+        "savedmodel",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".saved.*.part")):
+        assert time.monotonic() < deadline and process.poll() is None, (
+            "the export ended before it could be killed"
+        )
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    assert (out / "saved_model.pb").is_file() and (tmp_path / "saved.json").is_file()
