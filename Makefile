@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MODEL ?= softmax
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint venv clean browser fuzz
+.PHONY: train test lint venv clean browser fuzz audit
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: lint browser
 # The property tests with many more examples than `make test` runs (minutes, not seconds).
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+# Known vulnerabilities in the installed dependencies. Needs PyPI's JSON API or OSV, which the
+# project's own machines cannot reach (so CI does not run it); run it where they can.
+audit: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-audit
+	$(BIN)/pip-audit --skip-editable --strict
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
