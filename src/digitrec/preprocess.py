@@ -14,7 +14,8 @@ size, under uneven light, with noise and JPEG artefacts. `to_mnist` undoes each 
 5. crop to the ink at full resolution, fit the longer side to 20 px with area averaging, and
    place in 28×28 by centre of mass.
 
-`segment` does steps 1–4 once and returns one normalised digit per character, left to right.
+`segment` returns one normalised digit per character, left to right; `read` gives both readings
+from one decode and one cleaning.
 """
 
 import io
@@ -192,20 +193,47 @@ def normalise(ink: np.ndarray) -> np.ndarray:
     return np.clip(frame, 0, 1)
 
 
-def to_mnist(source: ImageInput) -> Digit:
-    """One image holding one digit, normalised as MNIST."""
+def read(source: ImageInput, multi: bool = False) -> tuple[Digit, list[Digit] | None]:
+    """The image as one digit and, with `multi`, as its digits left to right (empty: no ink).
+
+    The image is decoded and cleaned once for both readings.
+    """
     grey = load_grey(source)
     if is_mnist_like(grey):
-        return Digit(
-            grey.astype(np.float32), (0, 0, FRAME_SIDE, FRAME_SIDE), empty=float(grey.max()) < MIN_CONTRAST
-        )
+        frame = (0, 0, FRAME_SIDE, FRAME_SIDE)
+        whole = Digit(grey.astype(np.float32), frame, empty=float(grey.max()) < MIN_CONTRAST)
+        return whole, ([whole] if multi else None)
     ink, scale = ink_map(grey)
     labels, boxes = ink_components(ink)
+    return _whole(ink, scale, labels, boxes), (_characters(ink, scale, labels, boxes) if multi else None)
+
+
+def to_mnist(source: ImageInput) -> Digit:
+    """One image holding one digit, normalised as MNIST."""
+    return read(source)[0]
+
+
+def segment(source: ImageInput) -> list[Digit]:
+    """An image of a number, as its digits left to right (empty list: no ink)."""
+    return read(source, multi=True)[1] or []
+
+
+def _whole(ink: np.ndarray, scale: float, labels: np.ndarray, boxes: list) -> Digit:
     if not boxes:
         return Digit(np.zeros((FRAME_SIDE, FRAME_SIDE), np.float32), (0, 0, 0, 0), empty=True)
     rows, cols = np.nonzero(labels)
     crop = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     return Digit(normalise(_soft_ink(ink, labels > 0, crop)), _box(crop, scale))
+
+
+def _characters(ink: np.ndarray, scale: float, labels: np.ndarray, boxes: list) -> list[Digit]:
+    groups = _split_touching(_merge_overlapping(boxes), labels > 0)
+    digits = []
+    for crop in sorted(groups, key=lambda c: c[1].start):
+        keep = np.zeros_like(labels, bool)
+        keep[crop] = labels[crop] > 0
+        digits.append(Digit(normalise(_soft_ink(ink, keep, crop)), _box(crop, scale)))
+    return digits
 
 
 def _soft_ink(ink: np.ndarray, keep: np.ndarray, crop: tuple[slice, slice]) -> np.ndarray:
@@ -222,23 +250,6 @@ def _box(crop: tuple[slice, slice], scale: float) -> tuple[int, int, int, int]:
         round(cols.stop * scale),
         round(rows.stop * scale),
     )
-
-
-def segment(source: ImageInput) -> list[Digit]:
-    """An image of a number, as its digits left to right (empty list: no ink)."""
-    grey = load_grey(source)
-    if is_mnist_like(grey):
-        return [to_mnist(grey)]
-    ink, scale = ink_map(grey)
-    labels, boxes = ink_components(ink)
-    groups = _split_touching(_merge_overlapping(boxes), labels > 0)
-    digits = []
-    for crop in sorted(groups, key=lambda c: c[1].start):
-        keep = labels[crop] > 0
-        full_keep = np.zeros_like(labels, bool)
-        full_keep[crop] = keep
-        digits.append(Digit(normalise(_soft_ink(ink, full_keep, crop)), _box(crop, scale)))
-    return digits
 
 
 def _merge_overlapping(boxes: list[tuple[slice, slice]]) -> list[tuple[slice, slice]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digitrec.preprocess import Digit, ImageInput, segment, to_mnist
+from digitrec.preprocess import Digit, ImageInput, read
 from digitrec.runtime import Backend, load_backend
 
 # Below this top probability an answer is flagged uncertain. On MNIST's test set the bundled
@@ -103,7 +103,7 @@ class Recognizer:
 
     def prepare(self, image: ImageInput, multi: bool = False) -> Prepared:
         """Preprocess one image; raises `ImageError` for one that cannot be read."""
-        return Prepared(to_mnist(image), segment(image) if multi else None)
+        return Prepared(*read(image, multi))
 
     def predict(self, images: ImageInput | Sequence[ImageInput], multi: bool = False) -> list[Prediction]:
         """One `Prediction` per image; with `multi`, also the number it holds, digit by digit."""
