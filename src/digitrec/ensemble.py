@@ -11,11 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from digitrec.artifact import MODEL_FILE, load_model, save_model_dir
-from digitrec.data import load_dataset, scale
+from digitrec.data import load_dataset
 from digitrec.errors import ConfigError
-from digitrec.metrics import classification_metrics
-from digitrec.models import ensemble, predict_proba
-from digitrec.train import CHECKPOINT_INDEX, TrainConfig, TrainResult, train
+from digitrec.models import ensemble
+from digitrec.train import CHECKPOINT_INDEX, TrainConfig, TrainResult, split_figures, train
 
 
 def train_ensemble(
@@ -59,10 +58,7 @@ def join_members(
     model = ensemble([member.model for member in loaded])
     dataset = loaded[0].metadata.get("dataset", "mnist")
     data = load_dataset(dataset, data_dir)
-    figures = {
-        "validation": classification_metrics(data.val_labels, predict_proba(model, scale(data.val_images))),
-        "test": classification_metrics(data.test_labels, predict_proba(model, scale(data.test_images))),
-    }
+    figures = split_figures(model, data)
     train_seconds = sum(m.metadata.get("train_seconds", 0.0) for m in loaded)
     save_model_dir(
         model,

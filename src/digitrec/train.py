@@ -192,10 +192,7 @@ def finish(
     """Measure the trained model on validation and test once, save it, drop the checkpoints."""
     train_seconds = sum(epoch["seconds"] for epoch in history)
     model = _inner_model(trainer)
-    figures = {
-        "validation": classification_metrics(data.val_labels, predict_proba(model, scale(data.val_images))),
-        "test": classification_metrics(data.test_labels, predict_proba(model, scale(data.test_images))),
-    }
+    figures = split_figures(model, data)
     metadata = {
         "model": config.model,
         "dataset": config.dataset,
@@ -213,6 +210,14 @@ def finish(
     _remove_checkpoints(out_dir)
     accuracy = figures["test"]["accuracy"]
     return TrainResult(out_dir, accuracy, figures["validation"]["accuracy"], train_seconds, len(history))
+
+
+def split_figures(model: keras.Model, data: Dataset) -> dict:
+    """A trained model's figures on the validation and the test split, as saved in its metadata."""
+    return {
+        "validation": classification_metrics(data.val_labels, predict_proba(model, scale(data.val_images))),
+        "test": classification_metrics(data.test_labels, predict_proba(model, scale(data.test_images))),
+    }
 
 
 def _set_op_threads(threads: int) -> None:
