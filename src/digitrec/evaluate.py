@@ -7,6 +7,7 @@ import numpy as np
 
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
+from digitrec.files import size_of
 from digitrec.metrics import calibration, classification_metrics, mcnemar, wilson_interval
 from digitrec.runtime import LoadedBackend, load_backend
 
@@ -86,11 +87,6 @@ def compare(models: list[str | Path], dataset: str = "mnist", data_dir: Path | s
 
 
 def _size(path: Path) -> int:
-    if path.is_dir():
-        weights = path / "model.keras"
-        return (
-            weights.stat().st_size
-            if weights.is_file()
-            else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        )
-    return path.stat().st_size
+    """A model directory counts its weights file; a SavedModel or a file, everything."""
+    weights = path / "model.keras"
+    return size_of(weights if weights.is_file() else path)

@@ -19,7 +19,7 @@ import numpy as np
 from digitrec.artifact import library_versions, load_model
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.files import atomic_path, atomic_write_text, sha256_of
+from digitrec.files import atomic_path, atomic_write_text, sha256_of, size_of
 from digitrec.recognizer import Recognizer
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
@@ -64,9 +64,7 @@ def export(
         "dataset": data.name,
         "test_accuracy": float(np.mean(probs.argmax(1) == data.test_labels)),
         "sha256": sha256_of(out / "saved_model.pb" if out.is_dir() else out),
-        "bytes": sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        if out.is_dir()
-        else out.stat().st_size,
+        "bytes": size_of(out),
         "versions": library_versions(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

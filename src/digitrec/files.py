@@ -69,3 +69,10 @@ def silenced_stderr() -> Iterator[None]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (a SavedModel, say)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
