@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -37,3 +38,25 @@ def test_predicting_nothing_gives_an_empty_answer():
 def test_an_unknown_model_lists_the_known_ones():
     with pytest.raises(ConfigError, match="softmax, mlp, lenet5, fast, cnn"):
         models.build("resnet")
+
+
+def test_mixed_precision_computes_in_bfloat16_but_answers_in_float32():
+    model = models.build("fast", "mixed_bfloat16")
+    assert model.layers[2].compute_dtype == "bfloat16" and model.layers[2].variable_dtype == "float32"
+    probs = model(np.random.default_rng(2).random((2, 28, 28), np.float32))
+    assert keras.backend.standardize_dtype(probs.dtype) == "float32"
+    assert models.build("fast").layers[2].compute_dtype == "float32"  # the policy did not leak
+
+
+def test_the_float32_copy_has_the_same_weights_and_nearly_the_same_answers():
+    mixed = models.build("fast", "mixed_bfloat16")
+    copy = models.float32_copy(mixed, "fast")
+    assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), copy.get_weights(), strict=True))
+    assert copy.layers[2].compute_dtype == "float32"
+    images = np.random.default_rng(3).random((16, 28, 28), np.float32)
+    assert np.abs(models.predict_proba(mixed, images) - models.predict_proba(copy, images)).max() < 0.02
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ConfigError, match="float32, mixed_bfloat16"):
+        models.build("fast", "float8")

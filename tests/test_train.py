@@ -34,6 +34,7 @@ def test_overrides_apply_and_none_keeps_the_recipe():
         ("epochs", 0, "epochs must be at least 1"),
         ("lr", -1.0, "lr must be in"),
         ("optimizer", "lbfgs", "optimizer must be one of"),
+        ("precision", "float16", "precision must be one of"),
     ],
 )
 def test_bad_values_are_refused(field, value, message):
@@ -170,3 +171,12 @@ def test_an_ema_of_the_weights_is_what_gets_saved(tmp_path):
         train(recipe("softmax", epochs=1, train_limit=2000, ema_momentum=ema), tmp_path / name, log=_quiet)
         weights.append(load_model(tmp_path / name).model.get_weights()[0])
     assert not np.allclose(weights[0], weights[1]) and np.abs(weights[1]).max() > 0
+
+
+def test_a_model_trained_in_mixed_precision_is_saved_in_float32(tmp_path):
+    result = train(
+        recipe("fast", epochs=1, train_limit=3000, precision="mixed_bfloat16"), tmp_path / "m", log=_quiet
+    )
+    saved = load_model(tmp_path / "m")
+    assert {layer.compute_dtype for layer in saved.model.layers if layer.weights} == {"float32"}
+    assert saved.metadata["config"]["precision"] == "mixed_bfloat16" and result.accuracy > 0.8

@@ -21,7 +21,7 @@ from digitrec.data import Dataset, load_dataset, scale
 from digitrec.errors import ConfigError
 from digitrec.files import atomic_path, atomic_write_text
 from digitrec.metrics import classification_metrics
-from digitrec.models import IMAGE_SHAPE, MODELS, NUM_CLASSES, build, predict_proba
+from digitrec.models import IMAGE_SHAPE, MODELS, NUM_CLASSES, PRECISIONS, build, float32_copy, predict_proba
 
 CHECKPOINT_INDEX = "checkpoint.json"
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -46,6 +46,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     augment: bool = True
     elastic_alpha: float = 0.0  # elastic distortion strength when augmenting (Simard et al. use 34); 0: off
+    precision: str = "float32"  # or "mixed_bfloat16"; the saved model is float32 either way
     ema_momentum: float = 0.0  # keep an exponential moving average of the weights and save it; 0: off
     patience: int = 0  # stop after N epochs without a better val_accuracy, keeping the best; 0: never
     curves: bool = True  # draw training_curves.png at the end (about a second, most of it matplotlib)
@@ -63,6 +64,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.lr <= 10:
             raise ConfigError(f"lr must be in (0, 10], got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}")
         if not (0 <= self.label_smoothing < 1 and 0 <= self.ema_momentum < 1):
@@ -191,7 +194,7 @@ def finish(
 ) -> TrainResult:
     """Measure the trained model on validation and test once, save it, drop the checkpoints."""
     train_seconds = sum(epoch["seconds"] for epoch in history)
-    model = _inner_model(trainer)
+    model = float32_copy(_inner_model(trainer), config.model)
     figures = split_figures(model, data)
     metadata = {
         "model": config.model,
@@ -246,7 +249,7 @@ def compiled_trainer(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     rather than floats saves a pass over the training set and three quarters of the copying per
     batch. The saved model is the architecture alone, with the float input contract.
     """
-    model = build(config.model)
+    model = build(config.model, config.precision)
     pipeline = [keras.Input(IMAGE_SHAPE, dtype="uint8"), keras.layers.Rescaling(1 / 255)]
     if config.augment:
         pipeline.append(augmenter(elastic_alpha=config.elastic_alpha, seed=config.seed))
