@@ -11,7 +11,8 @@ out=$(mktemp -d)/fast-jax
 KERAS_BACKEND=jax "$venv/bin/python" - "$out" <<'PY'
 import sys
 import keras
-from digitrec.train import recipe, train
+from digitrec.recipes import recipe
+from digitrec.train import train
 assert keras.backend.backend() == "jax"
 result = train(recipe("fast", epochs=1, seed=0), sys.argv[1], data_dir="data")
 assert "tensorflow" not in sys.modules, "the training path imported TensorFlow"

@@ -32,7 +32,8 @@ def browser():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A softmax model trained for one epoch on 2,000 real MNIST images."""
-    from digitrec.train import recipe, train
+    from digitrec.recipes import recipe
+    from digitrec.train import train
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     train(recipe("softmax", epochs=1, train_limit=2000), out, log=lambda line: None)

@@ -40,7 +40,8 @@ def test_elastic_distortion_bends_strokes_but_keeps_the_ink():
 
 def test_a_model_trained_with_elastic_augmentation_saves_and_loads(tmp_path):
     from digitrec.artifact import load_model
-    from digitrec.train import recipe, train
+    from digitrec.recipes import recipe
+    from digitrec.train import train
 
     train(
         recipe("fast", epochs=1, train_limit=256, augment=True, elastic_alpha=34.0),

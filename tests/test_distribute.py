@@ -92,7 +92,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from digitrec.distribute import train_distributed
-from digitrec.train import recipe
+from digitrec.recipes import recipe
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert strategy.num_replicas_in_sync == 2
 config = recipe("mlp", epochs=1, train_limit=6000)

@@ -15,6 +15,8 @@ LAYERS = {
     "models": 2,
     "augment": 2.5,
     "artifact": 2.5,
+    "recipes": 2.5,
+    "checkpoints": 2.75,
     "train": 3,
     "distribute": 3.5,
     "evaluate": 3,

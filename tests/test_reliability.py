@@ -19,10 +19,11 @@ import pytest
 
 from digitrec import data
 from digitrec.artifact import load_model
+from digitrec.checkpoints import CHECKPOINT_INDEX, EpochCheckpoint, read_checkpoint
 from digitrec.errors import DataError, ModelError
 from digitrec.files import sha256_of
+from digitrec.recipes import recipe
 from digitrec.serve import ServeConfig
-from digitrec.train import CHECKPOINT_INDEX, _Checkpoint, read_checkpoint, recipe
 
 
 class _CutOffHandler(http.server.BaseHTTPRequestHandler):
@@ -70,7 +71,7 @@ def test_a_failed_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypatch)
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     history: list[dict] = []
-    checkpoint = _Checkpoint(recipe("mlp"), tmp_path, history)
+    checkpoint = EpochCheckpoint(recipe("mlp"), tmp_path, history)
     checkpoint.set_model(model)
     checkpoint.on_epoch_end(0)
     before = read_checkpoint(tmp_path)

@@ -11,7 +11,8 @@ import pytest
 from digitrec.artifact import load_model
 from digitrec.errors import ConfigError
 from digitrec.models import predict_proba
-from digitrec.train import recipe, train
+from digitrec.recipes import recipe
+from digitrec.train import train
 
 
 def _quiet(line: str) -> None:

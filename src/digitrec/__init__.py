@@ -22,8 +22,8 @@ _LAZY = {
     "write_idx": "digitrec.data",
     "build": "digitrec.models",
     "load_model": "digitrec.artifact",
-    "TrainConfig": "digitrec.train",
-    "recipe": "digitrec.train",
+    "TrainConfig": "digitrec.recipes",
+    "recipe": "digitrec.recipes",
     "train": "digitrec.train",
     "evaluate": "digitrec.evaluate",
 }

@@ -187,7 +187,8 @@ def _train(args: argparse.Namespace) -> None:
 
 def _train_config(args: argparse.Namespace):
     """The recipe of --model with the flags given on top; on --resume, the checkpoint's."""
-    from digitrec.train import checkpoint_config, recipe
+    from digitrec.checkpoints import checkpoint_config
+    from digitrec.recipes import recipe
 
     flags = {
         "epochs": args.epochs,

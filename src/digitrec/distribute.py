@@ -25,18 +25,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from digitrec.checkpoints import load_checkpoint, start_point
 from digitrec.data import load_dataset
 from digitrec.errors import ConfigError, DigitrecError
-from digitrec.train import (
-    TrainConfig,
-    TrainResult,
-    compiled_trainer,
-    epoch_callbacks,
-    finish,
-    load_checkpoint,
-    start_point,
-    training_arrays,
-)
+from digitrec.recipes import TrainConfig
+from digitrec.train import TrainResult, compiled_trainer, epoch_callbacks, finish, training_arrays
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 

@@ -11,10 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from digitrec.artifact import MODEL_FILE, load_model, save_model_dir
+from digitrec.checkpoints import CHECKPOINT_INDEX
 from digitrec.data import load_dataset
 from digitrec.errors import ConfigError
 from digitrec.models import ensemble
-from digitrec.train import CHECKPOINT_INDEX, TrainConfig, TrainResult, split_figures, train
+from digitrec.recipes import TrainConfig
+from digitrec.train import TrainResult, split_figures, train
 
 
 def train_ensemble(

@@ -1,4 +1,4 @@
-"""Training: a recipe per model, checkpoints every epoch, resume, a saved model directory.
+"""Training: fit a recipe's model, report every epoch, save a model directory.
 
 `train(recipe("cnn"), out_dir)` trains, evaluates on the validation and test splits, and saves
 `out_dir/model.keras` with its `metadata.json` and `history.json`. Choices (early stopping, the
@@ -9,115 +9,20 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from digitrec.artifact import MODEL_FILE, save_model_dir
+from digitrec.artifact import save_model_dir
 from digitrec.augment import augmenter
+from digitrec.checkpoints import EpochCheckpoint, load_checkpoint, remove_checkpoints, start_point
 from digitrec.data import Dataset, load_dataset, scale
-from digitrec.errors import ConfigError
-from digitrec.files import atomic_path, atomic_write_text
+from digitrec.files import atomic_write_text
 from digitrec.metrics import classification_metrics
-from digitrec.models import IMAGE_SHAPE, MODELS, NUM_CLASSES, PRECISIONS, build, float32_copy, predict_proba
-
-CHECKPOINT_INDEX = "checkpoint.json"
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run; the defaults are the `cnn` recipe."""
-
-    model: str = "cnn"
-    dataset: str = "mnist"
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 2e-3  # the peak, reached after warm-up
-    optimizer: str = "adamw"
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # linear warm-up, then cosine decay to zero
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.05
-    augment: bool = True
-    elastic_alpha: float = 0.0  # elastic distortion strength when augmenting (Simard et al. use 34); 0: off
-    precision: str = "float32"  # or "mixed_bfloat16"; the saved model is float32 either way
-    ema_momentum: float = 0.0  # keep an exponential moving average of the weights and save it; 0: off
-    patience: int = 0  # stop after N epochs without a better val_accuracy, keeping the best; 0: never
-    curves: bool = True  # draw training_curves.png at the end (about a second, most of it matplotlib)
-    seed: int = 0
-    steps_per_execution: int = 1
-    op_threads: int = 0  # threads per TensorFlow op; 0 leaves TensorFlow's default
-    test_every: int = 0  # print test accuracy every N epochs, as the tutorial did; chooses nothing
-    train_limit: int = 0  # train on the first N images only (smoke tests); 0 means all
-
-    def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        for name in ("epochs", "batch_size", "steps_per_execution"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.lr <= 10:
-            raise ConfigError(f"lr must be in (0, 10], got {self.lr}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
-            raise ConfigError(f"optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}")
-        if not (0 <= self.label_smoothing < 1 and 0 <= self.ema_momentum < 1):
-            raise ConfigError("label_smoothing and ema_momentum must be in [0, 1)")
-        if min(self.warmup_epochs, self.train_limit, self.patience, self.op_threads) < 0:
-            raise ConfigError("warmup_epochs, train_limit, patience and op_threads must be >= 0")
-
-
-RECIPES = {
-    # The tutorial's settings: plain gradient descent, lr 0.01, batch 100, 10 epochs. Many steps
-    # per execution because per-step Python overhead dominates a single dense layer.
-    "softmax": TrainConfig(
-        model="softmax",
-        epochs=10,
-        batch_size=100,
-        lr=0.01,
-        optimizer="sgd",
-        weight_decay=0.0,
-        schedule="constant",
-        warmup_epochs=0,
-        label_smoothing=0.0,
-        augment=False,
-        steps_per_execution=100,
-        op_threads=1,  # a 100×784×10 product costs less than handing it to a second thread
-        curves=False,  # a 3-second run: `digitrec evaluate --report` draws its curves from history.json
-        test_every=2,
-    ),
-    "mlp": TrainConfig(model="mlp", epochs=10, lr=1e-3, optimizer="adam", augment=False, label_smoothing=0.0),
-    "lenet5": TrainConfig(model="lenet5", epochs=10, lr=2e-3, optimizer="adam", augment=False),
-    # One fifth of training as warm-up to a high peak, Adam with short memory (β 0.7, 0.9): the
-    # recipe of the fastest public MNIST runs; two epochs give 99.1-99.3%.
-    "fast": TrainConfig(
-        model="fast",
-        epochs=2,
-        lr=0.01,
-        optimizer="adam",
-        beta_1=0.7,
-        beta_2=0.9,
-        weight_decay=0.0,
-        warmup_epochs=0.4,
-        label_smoothing=0.0,
-        augment=False,
-    ),
-    "cnn": TrainConfig(),
-}
-
-
-def recipe(model: str = "cnn", **overrides) -> TrainConfig:
-    """The tuned configuration for a model, with any non-None override applied."""
-    if model not in RECIPES:
-        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(RECIPES)}")
-    return replace(RECIPES[model], **{k: v for k, v in overrides.items() if v is not None})
+from digitrec.models import IMAGE_SHAPE, NUM_CLASSES, build, float32_copy, predict_proba
+from digitrec.recipes import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -161,11 +66,6 @@ def train(
     return finish(config, trainer, data, out_dir, history)
 
 
-def start_point(config: TrainConfig, out_dir: Path, resume: bool) -> tuple[int, list[dict]]:
-    """The epoch to start from and the history so far: a checkpoint's, or 0 for a fresh run."""
-    return _resume_point(config, out_dir) if resume else _fresh_start(out_dir)
-
-
 def training_arrays(config: TrainConfig, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (scaled in the trainer, see `compiled_trainer`) and one-hot labels."""
     limit = config.train_limit or len(data.train_images)
@@ -185,7 +85,7 @@ def epoch_callbacks(
     return [
         _EpochReport(config, history, log, validation, (scale(data.test_images), data.test_labels)),
         *_optional_callbacks(config, tensorboard_dir),
-        _Checkpoint(config, out_dir, history),
+        EpochCheckpoint(config, out_dir, history),
     ]
 
 
@@ -210,7 +110,7 @@ def finish(
         from digitrec.report import plot_history  # matplotlib: imported only when drawing
 
         plot_history(history, out_dir / "training_curves.png")
-    _remove_checkpoints(out_dir)
+    remove_checkpoints(out_dir)
     accuracy = figures["test"]["accuracy"]
     return TrainResult(out_dir, accuracy, figures["validation"]["accuracy"], train_seconds, len(history))
 
@@ -341,74 +241,3 @@ class _EpochReport(keras.callbacks.Callback):
             images, labels = self.test
             probs = predict_proba(_inner_model(self.model), images)
             self.log(f"epoch {epoch + 1}: test accuracy {float(np.mean(probs.argmax(1) == labels)):.4f}")
-
-
-class _Checkpoint(keras.callbacks.Callback):
-    """After each epoch: model and optimizer to `epoch-NNNN.keras`, then the index to point at it.
-
-    Each file is written atomically and the index is replaced only once the new checkpoint is
-    whole, so a kill at any moment leaves an index that names a complete checkpoint.
-    """
-
-    def __init__(self, config: TrainConfig, out_dir: Path, history: list[dict]):
-        super().__init__()
-        self.config, self.out_dir, self.history = config, out_dir, history
-
-    def on_epoch_end(self, epoch, logs=None):
-        name = f"epoch-{epoch + 1:04d}.keras"
-        with atomic_path(self.out_dir / name) as tmp:
-            self.model.save(tmp)
-        index = {"epoch": epoch + 1, "file": name, "config": asdict(self.config), "history": self.history}
-        atomic_write_text(self.out_dir / CHECKPOINT_INDEX, json.dumps(index, indent=1) + "\n")
-        for old in self.out_dir.glob("epoch-*.keras"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-
-def _fresh_start(out_dir: Path) -> tuple[int, list[dict]]:
-    if (out_dir / MODEL_FILE).exists() or (out_dir / CHECKPOINT_INDEX).exists():
-        raise ConfigError(
-            f"{out_dir} already holds a model or a checkpoint; "
-            "pass --resume to continue it or choose another --out"
-        )
-    return 0, []
-
-
-def read_checkpoint(out_dir: Path | str) -> dict:
-    """The index of a run's last checkpoint: epoch, file, config and history so far."""
-    index = Path(out_dir) / CHECKPOINT_INDEX
-    try:
-        return json.loads(index.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"nothing to resume: {index} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{index}: unreadable checkpoint index ({exc})") from exc
-
-
-def checkpoint_config(out_dir: Path | str) -> TrainConfig:
-    """The configuration a checkpointed run was started with."""
-    stored = read_checkpoint(out_dir)["config"]
-    known = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in stored.items() if k in known})
-
-
-def _resume_point(config: TrainConfig, out_dir: Path) -> tuple[int, list[dict]]:
-    index = read_checkpoint(out_dir)
-    stored = checkpoint_config(out_dir)
-    for field in fields(TrainConfig):
-        if getattr(stored, field.name) != getattr(config, field.name):
-            raise ConfigError(
-                f"cannot resume {out_dir}: {field.name} is {getattr(config, field.name)!r} here "
-                f"but {getattr(stored, field.name)!r} in the checkpoint"
-            )
-    return int(index["epoch"]), list(index["history"])
-
-
-def load_checkpoint(out_dir: Path) -> keras.Model:
-    return keras.saving.load_model(out_dir / read_checkpoint(out_dir)["file"], safe_mode=True)
-
-
-def _remove_checkpoints(out_dir: Path) -> None:
-    for old in out_dir.glob("epoch-*.keras"):
-        old.unlink(missing_ok=True)
-    (out_dir / CHECKPOINT_INDEX).unlink(missing_ok=True)
