@@ -1,3 +1,6 @@
+import os
+import time
+
 import pytest
 
 from digitrec.files import atomic_path, atomic_write_text
@@ -19,3 +22,17 @@ def test_the_temporary_keeps_the_extension_and_the_result_is_readable(tmp_path):
         tmp.write_text("new")
     atomic_write_text(tmp_path / "x.json", "{}")
     assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o644
+
+
+def test_temporaries_left_by_a_killed_writer_are_cleared_once_stale(tmp_path):
+    stale = tmp_path / ".model.abc123.part.keras"
+    young = tmp_path / ".model.def456.part.keras"
+    unrelated = tmp_path / ".other.abc123.part.keras"
+    for leftover in (stale, young, unrelated):
+        leftover.write_bytes(b"half a file")
+    hours_ago = time.time() - 2 * 3600
+    for old in (stale, unrelated):
+        os.utime(old, (hours_ago, hours_ago))
+    atomic_write_text(tmp_path / "model.keras", "whole")
+    assert not stale.exists() and young.exists() and unrelated.exists()
+    assert (tmp_path / "model.keras").read_text() == "whole"

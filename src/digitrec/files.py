@@ -5,6 +5,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     it is removed and `target` is untouched.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     # The suffix keeps the real extension last: Keras insists that a model path ends in ".keras".
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
@@ -40,6 +42,22 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(target: Path, older_than_s: float = 3600.0) -> list[Path]:
+    """Delete what `atomic_path` left beside `target` when its process was killed.
+
+    Only temporaries untouched for `older_than_s`: a younger one may belong to a writer that is
+    still at work in another process.
+    """
+    cutoff = time.time() - older_than_s
+    removed = []
+    for leftover in target.parent.glob(f".{target.stem}.*.part{target.suffix}"):
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed.append(leftover)
+    return removed
 
 
 def atomic_write_text(target: Path, text: str) -> None:
