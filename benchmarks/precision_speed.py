@@ -1,0 +1,51 @@
+"""Training step time of a model in float32 and in mixed bfloat16, alternating, on this machine.
+
+Each round fits the same number of steps of the full trainer (pixel scaling, augmentation, the
+model, the optimizer) once per precision, in alternating order, so a shared machine's load falls
+on both alike; the median ms/step and the ratio are reported.
+
+Usage: python benchmarks/precision_speed.py [--model cnn] [--rounds 5] [--steps 40]
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from digitrec.data import load_dataset
+from digitrec.recipes import recipe
+from digitrec.train import compiled_trainer, training_arrays
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="cnn")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=40)
+    args = parser.parse_args()
+    data = load_dataset("mnist")
+    trainers, batches = {}, {}
+    for precision in PRECISIONS:
+        config = recipe(args.model, precision=precision)
+        x, y = training_arrays(config, data)
+        batches[precision] = (x[: config.batch_size * args.steps], y[: config.batch_size * args.steps])
+        trainers[precision] = compiled_trainer(config, args.steps)
+        trainers[precision].fit(*batches[precision], batch_size=config.batch_size, verbose=0)  # tracing
+    times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
+    for round_ in range(args.rounds):
+        for precision in PRECISIONS if round_ % 2 == 0 else PRECISIONS[::-1]:
+            started = time.perf_counter()
+            trainers[precision].fit(*batches[precision], batch_size=recipe(args.model).batch_size, verbose=0)
+            times[precision].append((time.perf_counter() - started) / args.steps * 1000)
+    medians = {p: statistics.median(t) for p, t in times.items()}
+    for precision, ms in medians.items():
+        rounds = np.round(times[precision], 1).tolist()
+        print(f"{args.model} {precision:15s} {ms:6.1f} ms/step  (rounds: {rounds})")
+    print(f"mixed_bfloat16 / float32 step time: {medians['mixed_bfloat16'] / medians['float32']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
