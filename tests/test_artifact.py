@@ -4,8 +4,10 @@ import shutil
 import numpy as np
 import pytest
 
-from digitrec.artifact import load_model
+from digitrec.artifact import PRETRAINED_DIR, load_model
+from digitrec.data import load_dataset, scale
 from digitrec.errors import ModelError
+from digitrec.files import size_of
 from digitrec.models import predict_proba
 
 
@@ -46,3 +48,21 @@ def test_a_file_that_is_not_a_model_is_refused_in_one_line(tmp_path):
 def test_a_missing_model_says_what_would_do(tmp_path):
     with pytest.raises(ModelError, match=r"pass a model directory, a \.keras file, or one of default"):
         load_model(tmp_path / "nothing-here")
+
+
+@pytest.mark.parametrize(("name", "architecture"), [("default", "cnn"), ("ensemble", "ensemble")])
+def test_each_bundled_model_reads_the_first_thousand_test_digits(name, architecture):
+    loaded = load_model(name)
+    data = load_dataset("mnist")
+    probs = predict_proba(loaded.model, scale(data.test_images[:1000]))
+    assert loaded.metadata["model"] == architecture
+    assert np.mean(probs.argmax(1) == data.test_labels[:1000]) >= 0.995
+
+
+def test_the_bundled_ensemble_averages_every_member_fixed_in_advance():
+    members = load_model("ensemble").metadata["members"]
+    assert [m["seed"] for m in members] == [0, 1, 2, 3, 4]
+
+
+def test_the_bundled_models_fit_in_twenty_megabytes():
+    assert size_of(PRETRAINED_DIR) < 20 * 2**20
