@@ -160,3 +160,11 @@ def test_train_ensemble_from_the_command_line(tmp_path, capsys):
     assert summary["model"] == "ensemble" and summary["model_dir"] == str(out)
     assert sorted(p.name for p in out.glob("member-*")) == ["member-0", "member-1"]
     assert json.loads((out / "metadata.json").read_text())["model"] == "ensemble"
+
+    joined = tmp_path / "joined"
+    assert main(["join", str(out / "member-1"), str(out / "member-0"), "--out", str(joined), "--json"]) == 0
+    assert _last_json(capsys.readouterr().out)["model"] == "ensemble"
+    members = json.loads((joined / "metadata.json").read_text())["members"]
+    assert [m["dir"] for m in members] == ["member-1", "member-0"]
+    assert main(["join", str(out / "member-0"), "--out", str(joined)]) == 2
+    assert "is not empty" in capsys.readouterr().err

@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_flags(train)
     train.set_defaults(handler=_train)
 
+    join = commands.add_parser("join", help="average trained models' probabilities into one ensemble model")
+    join.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model directories")
+    join.add_argument("--out", type=Path, required=True, help="the ensemble's model directory (new or empty)")
+    _add_data_flags(join)
+    join.set_defaults(handler=_join)
+
     evaluate = commands.add_parser("evaluate", help="evaluate a model on the test set")
     evaluate.add_argument("--model", default="default", help="model directory, .keras file, or bundled name")
     evaluate.add_argument("--split", default="test", choices=["test", "validation"])
@@ -168,6 +174,18 @@ def _train(args: argparse.Namespace) -> None:
         from digitrec.train import train
 
         result = train(config, out, resume=args.resume, tensorboard_dir=args.tensorboard, **options)
+    _report_trained(args, result, name)
+
+
+def _join(args: argparse.Namespace) -> None:
+    from digitrec.ensemble import join_members
+
+    if args.out.exists() and any(args.out.iterdir()):
+        raise ConfigError(f"{args.out} is not empty; choose another --out")
+    _report_trained(args, join_members(args.models, args.out, data_dir=args.data_dir), "ensemble")
+
+
+def _report_trained(args: argparse.Namespace, result, name: str) -> None:
     summary = {
         "model_dir": str(result.model_dir),
         "model": name,

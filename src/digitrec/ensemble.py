@@ -3,7 +3,8 @@
 Members are `cnn` runs that differ only in seed (seed, seed + 1, ...), fixed before training:
 none is picked or dropped by its test score. Each member trains into `OUT/member-K/` with the
 usual checkpoints, so an ensemble is built over several sessions by running the same command
-again; once every member is there they are joined into `OUT/model.keras`.
+again; once every member is there they are joined into `OUT/model.keras`. `join_members`
+also joins any trained models (`digitrec join`), whatever their recipes.
 """
 
 from collections.abc import Callable
