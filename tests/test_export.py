@@ -98,3 +98,15 @@ def test_a_litert_model_predicts_without_importing_tensorflow(exported, tmp_path
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["uncertain"] is True and done.stderr == ""
+
+
+def test_an_int8_export_from_the_command_line_prints_only_its_summary(tiny_model_dir, tmp_path):
+    out = tmp_path / "m.tflite"
+    command = ["export", "--model", str(tiny_model_dir), "--format", "tflite-int8", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "digitrec", *command, "--data-dir", str(MNIST_DIR)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith(f"wrote {out}") and len(done.stdout.splitlines()) == 1

@@ -19,7 +19,7 @@ import numpy as np
 from digitrec.artifact import library_versions, load_model
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.files import atomic_path, atomic_write_text, sha256_of, size_of
+from digitrec.files import atomic_path, atomic_write_text, sha256_of, silenced_stderr, size_of
 from digitrec.recognizer import Recognizer
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
@@ -89,7 +89,8 @@ def _to_tflite(model, representative: np.ndarray | None) -> bytes:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        return converter.convert()
+        with silenced_stderr():  # the converter's C++ prints its settings; replayed if it fails
+            return converter.convert()
 
 
 def _replace_dir(out: Path, write) -> None:
