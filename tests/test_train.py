@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from digitrec.artifact import load_model
+from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
 from digitrec.models import predict_proba
 from digitrec.recipes import recipe
-from digitrec.train import train
+from digitrec.train import train, training_arrays
 
 
 def _quiet(line: str) -> None:
@@ -36,6 +37,7 @@ def test_overrides_apply_and_none_keeps_the_recipe():
         ("lr", -1.0, "lr must be in"),
         ("optimizer", "lbfgs", "optimizer must be one of"),
         ("precision", "float16", "precision must be one of"),
+        ("distill_weight", 1.5, "distill_weight must be in"),
     ],
 )
 def test_bad_values_are_refused(field, value, message):
@@ -181,3 +183,22 @@ def test_a_model_trained_in_mixed_precision_is_saved_in_float32(tmp_path):
     saved = load_model(tmp_path / "m")
     assert {layer.compute_dtype for layer in saved.model.layers if layer.weights} == {"float32"}
     assert saved.metadata["config"]["precision"] == "mixed_bfloat16" and result.accuracy > 0.8
+
+
+def test_a_teachers_probabilities_are_mixed_into_the_targets(tiny_model_dir):
+    data = load_dataset("mnist")
+    plain_images, labels = training_arrays(recipe("fast", train_limit=300), data)
+    images, targets = training_arrays(
+        recipe("fast", train_limit=300, teacher=str(tiny_model_dir), distill_weight=0.25), data
+    )
+    taught = predict_proba(load_model(tiny_model_dir).model, scale(plain_images))
+    assert np.array_equal(images, plain_images)
+    assert np.allclose(targets, 0.75 * labels + 0.25 * taught, atol=1e-6)
+    assert np.allclose(targets.sum(axis=1), 1.0, atol=1e-5) and not np.allclose(targets, labels)
+
+
+def test_a_student_trains_from_its_teacher(tmp_path, tiny_model_dir):
+    config = recipe("fast", epochs=1, train_limit=3000, teacher=str(tiny_model_dir))
+    result = train(config, tmp_path / "student", log=_quiet)
+    assert load_model(tmp_path / "student").metadata["config"]["teacher"] == str(tiny_model_dir)
+    assert result.accuracy > 0.8

@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
         choices=("float32", "mixed_bfloat16"),
         help="mixed_bfloat16: faster on CPUs with AVX-512 BF16 and on GPUs",
     )
+    train.add_argument("--teacher", metavar="MODEL", help="distil: learn a trained model's probabilities too")
+    train.add_argument(
+        "--distill-weight", type=float, metavar="W", help="with --teacher: weight of its probabilities (0.5)"
+    )
     train.add_argument("--ema", type=float, metavar="MOMENTUM", help="save an EMA of the weights, e.g. 0.999")
     train.add_argument("--train-limit", type=_positive_int, help="train on the first N images (smoke runs)")
     train.add_argument("--out", type=Path, help="model directory (default: runs/MODEL-TIME)")
@@ -218,6 +222,8 @@ def _train_config(args: argparse.Namespace):
         "patience": args.patience,
         "ema_momentum": args.ema,
         "precision": args.precision,
+        "teacher": args.teacher,
+        "distill_weight": args.distill_weight,
     }
     if not args.resume:
         return recipe(DEFAULT_MODEL if args.model in (None, "ensemble") else args.model, **flags)

@@ -32,6 +32,8 @@ class TrainConfig:
     augment: bool = True
     elastic_alpha: float = 0.0  # elastic distortion strength when augmenting (Simard et al. use 34); 0: off
     precision: str = "float32"  # or "mixed_bfloat16"; the saved model is float32 either way
+    teacher: str = ""  # a trained model (directory or bundled name) whose probabilities are targets
+    distill_weight: float = 0.5  # with a teacher: target = (1 - w) · one-hot label + w · teacher's
     ema_momentum: float = 0.0  # keep an exponential moving average of the weights and save it; 0: off
     patience: int = 0  # stop after N epochs without a better val_accuracy, keeping the best; 0: never
     curves: bool = True  # draw training_curves.png at the end (about a second, most of it matplotlib)
@@ -55,6 +57,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}")
         if not (0 <= self.label_smoothing < 1 and 0 <= self.ema_momentum < 1):
             raise ConfigError("label_smoothing and ema_momentum must be in [0, 1)")
+        if not 0 <= self.distill_weight <= 1:
+            raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if min(self.warmup_epochs, self.train_limit, self.patience, self.op_threads) < 0:
             raise ConfigError("warmup_epochs, train_limit, patience and op_threads must be >= 0")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from digitrec.artifact import save_model_dir
+from digitrec.artifact import load_model, save_model_dir
 from digitrec.augment import augmenter
 from digitrec.checkpoints import EpochCheckpoint, load_checkpoint, remove_checkpoints, start_point
 from digitrec.data import Dataset, load_dataset, scale
@@ -67,9 +67,18 @@ def train(
 
 
 def training_arrays(config: TrainConfig, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (scaled in the trainer, see `compiled_trainer`) and one-hot labels."""
+    """uint8 images (scaled in the trainer, see `compiled_trainer`) and their target probabilities.
+
+    The targets are one-hot labels or, with a teacher, labels mixed with the teacher's
+    probabilities (knowledge distillation: Hinton, Vinyals and Dean 2015). The teacher reads the
+    clean images once; augmented copies keep their image's targets.
+    """
     limit = config.train_limit or len(data.train_images)
-    return data.train_images[:limit], _one_hot(data.train_labels[:limit])
+    images, targets = data.train_images[:limit], _one_hot(data.train_labels[:limit])
+    if config.teacher:
+        taught = predict_proba(load_model(config.teacher).model, scale(images))
+        targets = (1 - config.distill_weight) * targets + config.distill_weight * taught
+    return images, targets
 
 
 def epoch_callbacks(
