@@ -112,8 +112,9 @@ MODELS: dict[str, Callable[[], keras.Model]] = {
 }
 
 
-# Mixed bfloat16 computes in bfloat16 and keeps float32 weights: 1.7× faster training of `cnn`
-# on a CPU with AVX-512 BF16 (measured on the 2-core AMD EPYC of benchmarks/RESULTS.md).
+# Mixed bfloat16 computes in bfloat16 and keeps float32 weights: whole `cnn` runs about 1.2×
+# faster on a 2-core CPU with AVX-512 BF16 (benchmarks/RESULTS.md); emulated, hence slower, on
+# CPUs without bfloat16 units.
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
