@@ -26,19 +26,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
-    data = load_dataset("mnist")
-    trainers, batches = {}, {}
+    batch_size = recipe(args.model).batch_size
+    x, y = training_arrays(recipe(args.model), load_dataset("mnist"))
+    x, y = x[: batch_size * args.steps], y[: batch_size * args.steps]
+    trainers = {}
     for precision in PRECISIONS:
-        config = recipe(args.model, precision=precision)
-        x, y = training_arrays(config, data)
-        batches[precision] = (x[: config.batch_size * args.steps], y[: config.batch_size * args.steps])
-        trainers[precision] = compiled_trainer(config, args.steps)
-        trainers[precision].fit(*batches[precision], batch_size=config.batch_size, verbose=0)  # tracing
+        trainers[precision] = compiled_trainer(recipe(args.model, precision=precision), args.steps)
+        trainers[precision].fit(x, y, batch_size=batch_size, verbose=0)  # tracing
     times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for round_ in range(args.rounds):
         for precision in PRECISIONS if round_ % 2 == 0 else PRECISIONS[::-1]:
             started = time.perf_counter()
-            trainers[precision].fit(*batches[precision], batch_size=recipe(args.model).batch_size, verbose=0)
+            trainers[precision].fit(x, y, batch_size=batch_size, verbose=0)
             times[precision].append((time.perf_counter() - started) / args.steps * 1000)
     medians = {p: statistics.median(t) for p, t in times.items()}
     for precision, ms in medians.items():

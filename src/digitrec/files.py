@@ -44,20 +44,17 @@ def atomic_path(target: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def remove_stale_temporaries(target: Path, older_than_s: float = 3600.0) -> list[Path]:
+def remove_stale_temporaries(target: Path, older_than_s: float = 3600.0) -> None:
     """Delete what `atomic_path` left beside `target` when its process was killed.
 
     Only temporaries untouched for `older_than_s`: a younger one may belong to a writer that is
     still at work in another process.
     """
     cutoff = time.time() - older_than_s
-    removed = []
     for leftover in target.parent.glob(f".{target.stem}.*.part{target.suffix}"):
         with contextlib.suppress(OSError):  # another process may be removing it too
             if leftover.stat().st_mtime < cutoff:
                 leftover.unlink()
-                removed.append(leftover)
-    return removed
 
 
 def atomic_write_text(target: Path, text: str) -> None:
