@@ -102,7 +102,8 @@ def _flatten(image: Image.Image) -> np.ndarray:
 def _array_to_grey(array: np.ndarray) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] in (1, 3, 4):
-        array = array[..., :3].mean(axis=-1) if array.shape[-1] >= 3 else array[..., 0]
+        # float64: a float32 sum of three channels near float32's maximum overflows to infinity
+        array = array[..., :3].mean(axis=-1, dtype=np.float64) if array.shape[-1] >= 3 else array[..., 0]
     if array.ndim != 2 or min(array.shape) < 1:
         raise ImageError(f"expected a 2-D image array (height, width), got shape {array.shape}")
     if array.size > MAX_PIXELS:
