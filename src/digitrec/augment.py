@@ -61,11 +61,7 @@ class RandomElastic(layers.Layer):
         rows, cols = ops.meshgrid(
             ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij"
         )
-        batch = ops.broadcast_to(
-            ops.reshape(ops.cast(ops.arange(n), "float32"), (-1, 1, 1)), (n, height, width)
-        )
-        coordinates = ops.stack([batch, rows + field[:, 0], cols + field[:, 1]])
-        return ops.image.map_coordinates(images, coordinates, order=1, fill_mode="constant", fill_value=0.0)
+        return bilinear_sample(images, rows + field[:, 0], cols + field[:, 1])
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "sigma": self.sigma, "seed": self.seed}
@@ -97,4 +93,33 @@ def augmenter(
             *([RandomElastic(elastic_alpha, seed=seed)] if elastic_alpha else []),
         ],
         name="augment",
+    )
+
+
+def bilinear_sample(images, rows, cols):
+    """`images` (n, h, w) read at fractional (`rows`, `cols`), each (n, h, w); outside is 0.
+
+    Our own rather than `ops.image.map_coordinates`: that one interpolates along the batch axis
+    too and, on TensorFlow, needs the batch size known when the graph is traced, which `fit`
+    does not give for a last, smaller batch.
+    """
+    n, height, width = ops.shape(images)[0], images.shape[1], images.shape[2]
+    # A zero border, and coordinates clamped onto it: every sample outside the image reads 0.
+    padded = ops.reshape(ops.pad(images, [[0, 0], [1, 1], [1, 1]]), (-1,))
+    rows = ops.clip(rows + 1.0, 0.0, height + 1.0)
+    cols = ops.clip(cols + 1.0, 0.0, width + 1.0)
+    top, left = ops.floor(rows), ops.floor(cols)
+    down, right = rows - top, cols - left
+    top, left = ops.cast(top, "int32"), ops.cast(left, "int32")
+    bottom, across = ops.minimum(top + 1, height + 1), ops.minimum(left + 1, width + 1)
+    offset = ops.reshape(ops.arange(n, dtype="int32") * ((height + 2) * (width + 2)), (-1, 1, 1))
+
+    def pixel(r, c):
+        return ops.take(padded, offset + r * (width + 2) + c)
+
+    return (
+        pixel(top, left) * (1 - down) * (1 - right)
+        + pixel(top, across) * (1 - down) * right
+        + pixel(bottom, left) * down * (1 - right)
+        + pixel(bottom, across) * down * right
     )

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         "--distill-weight", type=float, metavar="W", help="with --teacher: weight of its probabilities (0.5)"
     )
     train.add_argument("--ema", type=float, metavar="MOMENTUM", help="save an EMA of the weights, e.g. 0.999")
+    train.add_argument(
+        "--elastic", type=float, metavar="ALPHA", help="augment with elastic distortion too, e.g. 34"
+    )
     train.add_argument("--train-limit", type=_positive_int, help="train on the first N images (smoke runs)")
     train.add_argument("--out", type=Path, help="model directory (default: runs/MODEL-TIME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -221,6 +224,7 @@ def _train_config(args: argparse.Namespace):
         "train_limit": args.train_limit,
         "patience": args.patience,
         "ema_momentum": args.ema,
+        "elastic_alpha": args.elastic,
         "precision": args.precision,
         "teacher": args.teacher,
         "distill_weight": args.distill_weight,

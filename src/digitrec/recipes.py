@@ -59,8 +59,8 @@ class TrainConfig:
             raise ConfigError("label_smoothing and ema_momentum must be in [0, 1)")
         if not 0 <= self.distill_weight <= 1:
             raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
-        if min(self.warmup_epochs, self.train_limit, self.patience, self.op_threads) < 0:
-            raise ConfigError("warmup_epochs, train_limit, patience and op_threads must be >= 0")
+        if min(self.warmup_epochs, self.train_limit, self.patience, self.op_threads, self.elastic_alpha) < 0:
+            raise ConfigError("warmup_epochs, train_limit, patience, op_threads, elastic_alpha must be >= 0")
 
 
 RECIPES = {
