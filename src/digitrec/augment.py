@@ -40,11 +40,23 @@ class RandomStrokeWidth(layers.Layer):
 @keras.saving.register_keras_serializable(package="digitrec")
 class RandomElastic(layers.Layer):
     """Elastic distortion (Simard, Steinkraus and Platt 2003): a random displacement field,
-    smoothed by a Gaussian of `sigma` pixels and scaled by `alpha`, resamples each image."""
+    smoothed by a Gaussian of `sigma` pixels and scaled by `alpha`, resamples an image.
 
-    def __init__(self, alpha: float = 34.0, sigma: float = 4.0, seed: int | None = None, **kwargs):
+    Only a `probability` share of the images is distorted. Every resampling blurs a little, and a
+    network that never sees a sharp digit in training reads sharp ones worse: distorting them
+    all, validation accuracy on clean images trailed that on augmented ones by 3 points.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 34.0,
+        sigma: float = 4.0,
+        probability: float = 0.5,
+        seed: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.alpha, self.sigma, self.seed = alpha, sigma, seed
+        self.alpha, self.sigma, self.probability, self.seed = alpha, sigma, probability, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         radius = int(3 * sigma)
         taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
@@ -57,14 +69,22 @@ class RandomElastic(layers.Layer):
         n, height, width = ops.shape(images)[0], IMAGE_SHAPE[0], IMAGE_SHAPE[1]
         noise = keras.random.uniform((n * 2, height, width, 1), -1.0, 1.0, seed=self.seed_generator)
         field = ops.conv(noise, ops.convert_to_tensor(self.kernel), padding="same") * self.alpha
-        field = ops.reshape(field, (n, 2, height, width))
+        chosen = keras.random.uniform((n, 1, 1, 1), seed=self.seed_generator) < self.probability
+        # A zero field samples every pixel at its own place: an exact copy, no blur.
+        field = ops.reshape(field, (n, 2, height, width)) * ops.cast(chosen, field.dtype)
         rows, cols = ops.meshgrid(
             ops.arange(height, dtype="float32"), ops.arange(width, dtype="float32"), indexing="ij"
         )
         return bilinear_sample(images, rows + field[:, 0], cols + field[:, 1])
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "sigma": self.sigma, "seed": self.seed}
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "sigma": self.sigma,
+            "probability": self.probability,
+            "seed": self.seed,
+        }
 
 
 def augmenter(
