@@ -72,3 +72,16 @@ def test_a_model_trained_with_elastic_augmentation_saves_and_loads(tmp_path):
         log=lambda line: None,
     )
     assert load_model(tmp_path / "m").model.name == "fast"
+
+
+def test_shear_slants_a_vertical_bar():
+    from digitrec.augment import augmenter
+
+    shear_only = augmenter(rotation_deg=0, shift=0, zoom=0, stroke=0, shear=0.4, seed=1)
+    out = np.asarray(shear_only(np.tile(_bar()[:1], (16, 1, 1)), training=True))
+    leans = []
+    for image in out:
+        inked = np.flatnonzero(image.sum(1) > 0.5)
+        top, bottom = image[inked[0]], image[inked[-1]]
+        leans.append(abs(top @ np.arange(28) / top.sum() - bottom @ np.arange(28) / bottom.sum()))
+    assert max(leans) > 1.0  # the bar leans: its ends sit in different columns

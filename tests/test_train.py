@@ -39,6 +39,7 @@ def test_overrides_apply_and_none_keeps_the_recipe():
         ("precision", "float16", "precision must be one of"),
         ("distill_weight", 1.5, "distill_weight must be in"),
         ("elastic_alpha", -1.0, "elastic_alpha must be >= 0"),
+        ("shear", 1.5, "shear must be in"),
     ],
 )
 def test_bad_values_are_refused(field, value, message):

@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         "--distill-weight", type=float, metavar="W", help="with --teacher: weight of its probabilities (0.5)"
     )
     train.add_argument("--ema", type=float, metavar="MOMENTUM", help="save an EMA of the weights, e.g. 0.999")
+    train.add_argument("--shear", type=float, metavar="FACTOR", help="augment with shear too, e.g. 0.2")
     train.add_argument(
         "--elastic", type=float, metavar="ALPHA", help="augment with elastic distortion too, e.g. 34"
     )
@@ -224,6 +225,7 @@ def _train_config(args: argparse.Namespace):
         "train_limit": args.train_limit,
         "patience": args.patience,
         "ema_momentum": args.ema,
+        "shear": args.shear,
         "elastic_alpha": args.elastic,
         "precision": args.precision,
         "teacher": args.teacher,

@@ -30,6 +30,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.05
     augment: bool = True
+    shear: float = 0.0  # shear factor when augmenting (keras.layers.RandomShear's); 0: off
     elastic_alpha: float = 0.0  # elastic distortion strength when augmenting (Simard et al. use 34); 0: off
     precision: str = "float32"  # or "mixed_bfloat16"; the saved model is float32 either way
     teacher: str = ""  # a trained model (directory or bundled name) whose probabilities are targets
@@ -55,8 +56,8 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}")
-        if not (0 <= self.label_smoothing < 1 and 0 <= self.ema_momentum < 1):
-            raise ConfigError("label_smoothing and ema_momentum must be in [0, 1)")
+        if not (0 <= self.label_smoothing < 1 and 0 <= self.ema_momentum < 1 and 0 <= self.shear < 1):
+            raise ConfigError("label_smoothing, ema_momentum and shear must be in [0, 1)")
         if not 0 <= self.distill_weight <= 1:
             raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if min(self.warmup_epochs, self.train_limit, self.patience, self.op_threads, self.elastic_alpha) < 0:
