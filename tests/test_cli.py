@@ -161,10 +161,18 @@ def test_train_ensemble_from_the_command_line(tmp_path, capsys):
     assert sorted(p.name for p in out.glob("member-*")) == ["member-0", "member-1"]
     assert json.loads((out / "metadata.json").read_text())["model"] == "ensemble"
 
+    # As if member 1 had been trained with elastic distortion: the joined metadata says so.
+    metadata_path = out / "member-1" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text())
+    metadata["config"]["elastic_alpha"] = 34.0
+    metadata_path.write_text(json.dumps(metadata))
     joined = tmp_path / "joined"
     assert main(["join", str(out / "member-1"), str(out / "member-0"), "--out", str(joined), "--json"]) == 0
     assert _last_json(capsys.readouterr().out)["model"] == "ensemble"
-    members = json.loads((joined / "metadata.json").read_text())["members"]
-    assert [m["dir"] for m in members] == ["member-1", "member-0"]
+    joined_metadata = json.loads((joined / "metadata.json").read_text())
+    members = joined_metadata["members"]
+    assert [m["dir"] for m in members] == ["member-1", "member-0"] and [m["seed"] for m in members] == [1, 0]
+    assert [m["config"] for m in members] == [{"elastic_alpha": 34.0}, {"elastic_alpha": 0.0}]
+    assert joined_metadata["config"]["epochs"] == 1 and "seed" not in joined_metadata["config"]
     assert main(["join", str(out / "member-0"), "--out", str(joined)]) == 2
     assert "is not empty" in capsys.readouterr().err

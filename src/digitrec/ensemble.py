@@ -54,8 +54,14 @@ def train_ensemble(
 def join_members(
     member_dirs: list[Path], out_dir: Path, *, data_dir: Path | str | None = None
 ) -> TrainResult:
-    """Save the average of trained members as one model, with validation and test figures."""
+    """Save the average of trained members as one model, with validation and test figures.
+
+    The metadata's `config` holds the settings every member shares; each member's entry holds
+    its seed and, under `config`, whatever else it was trained with differently.
+    """
     loaded = [load_model(d) for d in member_dirs]
+    configs = [m.metadata.get("config", {}) for m in loaded]
+    shared = {k: v for k, v in configs[0].items() if all(c.get(k) == v for c in configs)}
     for k, member in enumerate(loaded):
         member.model.name = f"member_{k}"  # layer names in one model must be unique
     model = ensemble([member.model for member in loaded])
@@ -69,15 +75,16 @@ def join_members(
         {
             "model": "ensemble",
             "dataset": dataset,
-            "config": loaded[0].metadata.get("config", {}),
+            "config": shared,
             "members": [
                 {
                     "dir": d.name,
-                    "seed": m.metadata.get("config", {}).get("seed"),
+                    "seed": c.get("seed"),
+                    "config": {k: v for k, v in c.items() if k not in shared and k != "seed"},
                     "test_accuracy": m.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
                     "val_accuracy": m.metadata.get("metrics", {}).get("validation", {}).get("accuracy"),
                 }
-                for d, m in zip(member_dirs, loaded, strict=True)
+                for d, m, c in zip(member_dirs, loaded, configs, strict=True)
             ],
             "metrics": figures,
             "train_seconds": round(train_seconds, 2),
