@@ -176,3 +176,12 @@ def test_train_ensemble_from_the_command_line(tmp_path, capsys):
     assert joined_metadata["config"]["epochs"] == 1 and "seed" not in joined_metadata["config"]
     assert main(["join", str(out / "member-0"), "--out", str(joined)]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_training_flags_reach_the_configuration():
+    from digitrec.cli import _parser, _train_config
+
+    argv = "train --model cnn --rotation 20 --shift 0.2 --zoom 0.15 --shear 0.2 --elastic 34 --ema 0.999"
+    config = _train_config(_parser().parse_args(argv.split()))
+    assert (config.rotation_deg, config.shift, config.zoom, config.shear) == (20.0, 0.2, 0.15, 0.2)
+    assert (config.elastic_alpha, config.ema_momentum, config.epochs) == (34.0, 0.999, 30)

@@ -39,7 +39,9 @@ def test_overrides_apply_and_none_keeps_the_recipe():
         ("precision", "float16", "precision must be one of"),
         ("distill_weight", 1.5, "distill_weight must be in"),
         ("elastic_alpha", -1.0, "elastic_alpha must be >= 0"),
-        ("shear", 1.5, "shear must be in"),
+        ("shear", 1.5, "shear, shift and zoom must be in"),
+        ("zoom", -0.1, "shift and zoom must be in"),
+        ("rotation_deg", 200.0, "rotation_deg must be in"),
     ],
 )
 def test_bad_values_are_refused(field, value, message):

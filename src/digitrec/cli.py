@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         "--distill-weight", type=float, metavar="W", help="with --teacher: weight of its probabilities (0.5)"
     )
     train.add_argument("--ema", type=float, metavar="MOMENTUM", help="save an EMA of the weights, e.g. 0.999")
+    train.add_argument("--rotation", type=float, metavar="DEG", help="augment: rotate up to ± DEG (10)")
+    train.add_argument("--shift", type=float, metavar="F", help="augment: shift up to ± F of the size (0.1)")
+    train.add_argument("--zoom", type=float, metavar="F", help="augment: zoom up to ± F (0.1)")
     train.add_argument("--shear", type=float, metavar="FACTOR", help="augment with shear too, e.g. 0.2")
     train.add_argument(
         "--elastic", type=float, metavar="ALPHA", help="augment with elastic distortion too, e.g. 34"
@@ -225,6 +228,9 @@ def _train_config(args: argparse.Namespace):
         "train_limit": args.train_limit,
         "patience": args.patience,
         "ema_momentum": args.ema,
+        "rotation_deg": args.rotation,
+        "shift": args.shift,
+        "zoom": args.zoom,
         "shear": args.shear,
         "elastic_alpha": args.elastic,
         "precision": args.precision,

@@ -30,6 +30,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.05
     augment: bool = True
+    rotation_deg: float = 10.0  # when augmenting: rotation up to ± this many degrees,
+    shift: float = 0.1  # shift and zoom up to ± this fraction of the image
+    zoom: float = 0.1
     shear: float = 0.0  # shear factor when augmenting (keras.layers.RandomShear's); 0: off
     elastic_alpha: float = 0.0  # elastic distortion strength when augmenting (Simard et al. use 34); 0: off
     precision: str = "float32"  # or "mixed_bfloat16"; the saved model is float32 either way
@@ -56,8 +59,11 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}")
-        if not (0 <= self.label_smoothing < 1 and 0 <= self.ema_momentum < 1 and 0 <= self.shear < 1):
-            raise ConfigError("label_smoothing, ema_momentum and shear must be in [0, 1)")
+        fractions = (self.label_smoothing, self.ema_momentum, self.shear, self.shift, self.zoom)
+        if not all(0 <= value < 1 for value in fractions):
+            raise ConfigError("label_smoothing, ema_momentum, shear, shift and zoom must be in [0, 1)")
+        if not 0 <= self.rotation_deg <= 180:
+            raise ConfigError(f"rotation_deg must be in [0, 180], got {self.rotation_deg}")
         if not 0 <= self.distill_weight <= 1:
             raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if min(self.warmup_epochs, self.train_limit, self.patience, self.op_threads, self.elastic_alpha) < 0:

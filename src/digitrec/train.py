@@ -161,7 +161,16 @@ def compiled_trainer(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     model = build(config.model, config.precision)
     pipeline = [keras.Input(IMAGE_SHAPE, dtype="uint8"), keras.layers.Rescaling(1 / 255)]
     if config.augment:
-        pipeline.append(augmenter(shear=config.shear, elastic_alpha=config.elastic_alpha, seed=config.seed))
+        pipeline.append(
+            augmenter(
+                config.rotation_deg,
+                config.shift,
+                config.zoom,
+                shear=config.shear,
+                elastic_alpha=config.elastic_alpha,
+                seed=config.seed,
+            )
+        )
     trainer = keras.Sequential([*pipeline, model], name="trainer")
     trainer.compile(
         optimizer=_optimizer(config, steps_per_epoch),
