@@ -5,6 +5,8 @@ afresh for every batch. They act only when `training=True` and are never part of
 exported model: `train` wraps them around the model and saves the model alone.
 """
 
+import itertools
+
 import keras
 import numpy as np
 from keras import layers, ops
@@ -102,18 +104,21 @@ def augmenter(
     for the different pens and scanners of real digits. Shear (a factor, as `RandomShear`'s) and
     elastic distortion are off unless asked for.
     """
-    fill = {"fill_mode": "constant", "fill_value": 0.0, "seed": seed}
+    # One seed per layer: layers given the same seed draw the same numbers, step after step, so
+    # shift would move in lockstep with zoom and stroke width with rotation.
+    seeds = itertools.count(seed) if seed is not None else itertools.repeat(None)
+    fill = {"fill_mode": "constant", "fill_value": 0.0}
     return keras.Sequential(
         [
             keras.Input(IMAGE_SHAPE),
             layers.Reshape((*IMAGE_SHAPE, 1)),
-            layers.RandomRotation(rotation_deg / 360.0, **fill),
-            layers.RandomTranslation(shift, shift, **fill),
-            layers.RandomZoom(zoom, zoom, **fill),
-            *([layers.RandomShear(shear, shear, **fill)] if shear else []),
+            layers.RandomRotation(rotation_deg / 360.0, seed=next(seeds), **fill),
+            layers.RandomTranslation(shift, shift, seed=next(seeds), **fill),
+            layers.RandomZoom(zoom, zoom, seed=next(seeds), **fill),
+            *([layers.RandomShear(shear, shear, seed=next(seeds), **fill)] if shear else []),
             layers.Reshape(IMAGE_SHAPE),
-            RandomStrokeWidth(stroke, seed=seed),
-            *([RandomElastic(elastic_alpha, seed=seed)] if elastic_alpha else []),
+            RandomStrokeWidth(stroke, seed=next(seeds)),
+            *([RandomElastic(elastic_alpha, seed=next(seeds))] if elastic_alpha else []),
         ],
         name="augment",
     )
