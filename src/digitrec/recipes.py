@@ -30,9 +30,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.05
     augment: bool = True
-    rotation_deg: float = 10.0  # when augmenting: rotation up to ± this many degrees,
-    shift: float = 0.1  # shift and zoom up to ± this fraction of the image
-    zoom: float = 0.1
+    rotation_deg: float = 10.0  # when augmenting: rotation up to ± this many degrees
+    shift: float = 0.1  # when augmenting: shift up to ± this fraction of the image's size
+    zoom: float = 0.1  # when augmenting: zoom in or out up to this fraction
     shear: float = 0.0  # shear factor when augmenting (keras.layers.RandomShear's); 0: off
     elastic_alpha: float = 0.0  # elastic distortion strength when augmenting (Simard et al. use 34); 0: off
     precision: str = "float32"  # or "mixed_bfloat16"; the saved model is float32 either way
