@@ -1,6 +1,6 @@
 import numpy as np
 
-from digitrec.augment import RandomStrokeWidth, augmenter
+from digitrec.augment import RandomStrokeWidth, RandomWarp, augmenter
 
 
 def _bar() -> np.ndarray:
@@ -29,22 +29,62 @@ def test_stroke_width_thickens_and_thins():
 
 
 def test_elastic_distortion_bends_strokes_but_keeps_the_ink():
-    from digitrec.augment import RandomElastic
-
     images = _bar()
-    out = np.asarray(RandomElastic(34.0, 4.0, probability=1.0, seed=2)(images, training=True))
+    elastic = RandomWarp(0, 0, 0, alpha=34.0, elastic_share=1.0, seed=2)
+    out = np.asarray(elastic(images, training=True))
     assert out.shape == images.shape and not np.allclose(out, images)
     assert abs(out.sum() - images.sum()) < 0.35 * images.sum()
-    assert np.array_equal(np.asarray(RandomElastic(34.0, seed=2)(images, training=False)), images)
+    assert np.array_equal(np.asarray(elastic(images, training=False)), images)
 
 
 def test_elastic_distortion_leaves_the_rest_of_the_images_exact():
-    from digitrec.augment import RandomElastic
-
     images = np.tile(_bar()[:1], (200, 1, 1))
-    out = np.asarray(RandomElastic(34.0, probability=0.5, seed=2)(images, training=True))
+    out = np.asarray(RandomWarp(0, 0, 0, alpha=34.0, elastic_share=0.5, seed=2)(images, training=True))
     exact = np.all(out == images, axis=(1, 2))
     assert 60 < exact.sum() < 140, exact.sum()
+
+
+def _line(n: int) -> np.ndarray:
+    images = np.zeros((n, 28, 28), np.float32)
+    images[:, 4:24, 14] = 1.0
+    return images
+
+
+def test_a_shift_moves_each_row_of_a_line_whole():
+    out = np.asarray(RandomWarp(0, shift=0.1, zoom=0, seed=4)(_line(32), training=True))
+    rows = out[:, 8:20]  # clear of the ends, which move up and down
+    np.testing.assert_allclose(rows.sum(axis=2), 1.0, atol=1e-5)  # bilinear keeps a row's ink
+    centre = (rows * np.arange(28)).sum(axis=2) / rows.sum(axis=2)
+    assert np.abs(centre - 14).max() <= 0.1 * 28 + 1e-4 and np.abs(centre - 14).max() > 1.0
+    assert np.ptp(centre, axis=1).max() < 1e-4  # a shift, not a slant
+
+
+def test_rotation_slants_a_line_within_its_range():
+    out = np.asarray(RandomWarp(rotation_deg=10, shift=0, zoom=0, seed=5)(_line(32), training=True))
+    rows = out[:, 8:20]
+    centre = (rows * np.arange(28)).sum(axis=2) / rows.sum(axis=2)
+    slope = np.polyfit(np.arange(8, 20), centre.T, 1)[0]
+    assert np.abs(slope).max() <= np.tan(np.deg2rad(10)) + 1e-3 and np.abs(slope).max() > 0.05
+
+
+def test_one_resampling_blurs_less_than_the_keras_layers_in_a_row():
+    import keras
+
+    fill = {"fill_mode": "constant", "fill_value": 0.0}
+    keras_chain = keras.Sequential(
+        [
+            keras.layers.Reshape((28, 28, 1)),
+            keras.layers.RandomRotation(10 / 360, seed=1, **fill),
+            keras.layers.RandomTranslation(0.1, 0.1, seed=2, **fill),
+            keras.layers.RandomZoom(0.1, 0.1, seed=3, **fill),
+            keras.layers.Reshape((28, 28)),
+        ]
+    )
+    warp = RandomWarp(10, 0.1, 0.1, seed=1)
+    lines = _line(64)
+    chained = np.asarray(keras_chain(lines, training=True)).max(axis=2)[:, 8:20].mean()
+    warped = np.asarray(warp(lines, training=True)).max(axis=2)[:, 8:20].mean()
+    assert warped > chained + 0.05, (warped, chained)
 
 
 def test_bilinear_sampling_matches_keras_map_coordinates():

@@ -33,7 +33,7 @@ class TrainConfig:
     rotation_deg: float = 10.0  # when augmenting: rotation up to ± this many degrees
     shift: float = 0.1  # when augmenting: shift up to ± this fraction of the image's size
     zoom: float = 0.1  # when augmenting: zoom in or out up to this fraction
-    shear: float = 0.0  # shear factor when augmenting (keras.layers.RandomShear's); 0: off
+    shear: float = 0.0  # shear factor on each axis when augmenting; 0: off
     elastic_alpha: float = 0.0  # elastic distortion strength when augmenting (Simard et al. use 34); 0: off
     precision: str = "float32"  # or "mixed_bfloat16"; the saved model is float32 either way
     teacher: str = ""  # a trained model (directory or bundled name) whose probabilities are targets
