@@ -60,3 +60,27 @@ def test_the_float32_copy_has_the_same_weights_and_nearly_the_same_answers():
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ConfigError, match="float32, mixed_bfloat16"):
         models.build("fast", "float8")
+
+
+@pytest.mark.parametrize(
+    ("flags", "emulated"),
+    [
+        ("flags\t\t: fpu sse2 avx2 fma", True),  # an AVX2-only x86 CPU
+        ("flags\t\t: fpu avx2 avx512f avx512_bf16", False),
+        ("flags\t\t: fpu avx2 amx_bf16 amx_tile", False),
+        ("Features\t: fp asimd bf16 i8mm", False),  # an Arm CPU with bfloat16 instructions
+        ("processor\t: 0", False),  # no flags line: cannot tell, so no warning
+    ],
+)
+def test_bfloat16_is_emulated_on_cpus_without_bfloat16_units(tmp_path, flags, emulated):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\n{flags}\n\nprocessor\t: 1\n{flags}\n")
+    assert models.bfloat16_is_emulated(cpuinfo) is emulated
+
+
+def test_an_unreadable_cpuinfo_gives_no_warning(tmp_path):
+    assert models.bfloat16_is_emulated(tmp_path / "missing") is False
+
+
+def test_float32_never_warns():
+    assert models.precision_warning("float32") is None

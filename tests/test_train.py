@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from digitrec import models
 from digitrec.artifact import load_model
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
@@ -180,13 +181,18 @@ def test_an_ema_of_the_weights_is_what_gets_saved(tmp_path):
     assert not np.allclose(weights[0], weights[1]) and np.abs(weights[1]).max() > 0
 
 
-def test_a_model_trained_in_mixed_precision_is_saved_in_float32(tmp_path):
+def test_a_model_trained_in_mixed_precision_is_saved_in_float32(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "bfloat16_is_emulated", lambda: True)  # as on an AVX2-only CPU
+    lines: list[str] = []
     result = train(
-        recipe("fast", epochs=1, train_limit=3000, precision="mixed_bfloat16"), tmp_path / "m", log=_quiet
+        recipe("fast", epochs=1, train_limit=3000, precision="mixed_bfloat16"),
+        tmp_path / "m",
+        log=lines.append,
     )
     saved = load_model(tmp_path / "m")
     assert {layer.compute_dtype for layer in saved.model.layers if layer.weights} == {"float32"}
     assert saved.metadata["config"]["precision"] == "mixed_bfloat16" and result.accuracy > 0.8
+    assert lines[0].startswith("warning: this machine has no bfloat16 units")
 
 
 def test_a_teachers_probabilities_are_mixed_into_the_targets(tiny_model_dir):

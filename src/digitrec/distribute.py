@@ -28,6 +28,7 @@ import numpy as np
 from digitrec.checkpoints import load_checkpoint, start_point
 from digitrec.data import load_dataset
 from digitrec.errors import ConfigError, DigitrecError
+from digitrec.models import precision_warning
 from digitrec.recipes import TrainConfig
 from digitrec.train import TrainResult, compiled_trainer, epoch_callbacks, finish, training_arrays
 
@@ -77,6 +78,8 @@ def train_distributed(
     target = Path(out_dir) if chief else Path(tempfile.mkdtemp(prefix="digitrec-worker-"))
     try:
         start_epoch, history = start_point(config, target, resume and chief)
+        if chief and (warning := precision_warning(config.precision)):
+            log(warning)
         keras.utils.set_random_seed(config.seed)
         data = load_dataset(config.dataset, data_dir, progress=False)
         images, labels = training_arrays(config, data)

@@ -6,6 +6,7 @@ black, as MNIST; and returns `(n, 10)` probabilities. Photo clean-up happens bef
 """
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import keras
 from keras import layers
@@ -116,6 +117,34 @@ MODELS: dict[str, Callable[[], keras.Model]] = {
 # faster on a 2-core CPU with AVX-512 BF16 (benchmarks/RESULTS.md); emulated, hence slower, on
 # CPUs without bfloat16 units.
 PRECISIONS = ("float32", "mixed_bfloat16")
+# The /proc/cpuinfo flags of CPUs that compute in bfloat16: x86 (AVX-512 BF16, AMX) and Arm.
+BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def bfloat16_is_emulated(cpuinfo: Path | str = "/proc/cpuinfo") -> bool:
+    """Whether bfloat16 would run emulated here: on CPUs only, none of them with bfloat16 units.
+
+    Emulated, mixed bfloat16 trains the `cnn` about 8× slower than float32 (an AVX2-only EPYC,
+    benchmarks/RESULTS.md). False where it cannot tell (no /proc, as on macOS).
+    """
+    if any(not device.lower().startswith("cpu") for device in keras.distribution.list_devices()):
+        return False
+    try:
+        lines = Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return False
+    flags = [line.partition(":")[2].split() for line in lines if line.startswith(("flags", "Features"))]
+    return bool(flags) and not any(BFLOAT16_CPU_FLAGS & set(cpu) for cpu in flags)
+
+
+def precision_warning(precision: str) -> str | None:
+    """A line to show before training in `precision`, where it would be slow on this machine."""
+    if precision == "mixed_bfloat16" and bfloat16_is_emulated():
+        return (
+            "warning: this machine has no bfloat16 units (no GPU; the CPU lacks avx512_bf16 and "
+            "amx_bf16), so mixed_bfloat16 is emulated and far slower than float32 here"
+        )
+    return None
 
 
 def build(name: str, precision: str = "float32") -> keras.Model:

@@ -21,7 +21,7 @@ from digitrec.checkpoints import EpochCheckpoint, load_checkpoint, remove_checkp
 from digitrec.data import Dataset, load_dataset, scale
 from digitrec.files import atomic_write_text
 from digitrec.metrics import classification_metrics
-from digitrec.models import IMAGE_SHAPE, NUM_CLASSES, build, float32_copy, predict_proba
+from digitrec.models import IMAGE_SHAPE, NUM_CLASSES, build, float32_copy, precision_warning, predict_proba
 from digitrec.recipes import TrainConfig
 
 
@@ -47,6 +47,8 @@ def train(
     """Train a model to `config`, checkpointing each epoch, and save it to `out_dir`."""
     out_dir = Path(out_dir)
     start_epoch, history = start_point(config, out_dir, resume)
+    if warning := precision_warning(config.precision):
+        log(warning)
     _set_op_threads(config.op_threads)
     keras.utils.set_random_seed(config.seed)
     data = load_dataset(config.dataset, data_dir, progress=progress)
