@@ -50,7 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="digitrec", description="Handwritten digit recognition on TensorFlow/Keras.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow's log")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train_command(commands)
+    _add_measuring_commands(commands)
+    _add_using_commands(commands)
+    return parser
 
+
+def _add_train_command(commands) -> None:
     train = commands.add_parser("train", help="train a model and evaluate it on the test set")
     train.add_argument(
         "--model", help=f"softmax (the tutorial's), mlp, lenet5, fast, {DEFAULT_MODEL} (default), ensemble"
@@ -64,20 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--precision",
         choices=("float32", "mixed_bfloat16"),
-        help="mixed_bfloat16: faster on CPUs with AVX-512 BF16 and on GPUs",
+        help="mixed_bfloat16: faster on GPUs and CPUs with AVX-512 BF16 or AMX, far slower elsewhere",
     )
     train.add_argument("--teacher", metavar="MODEL", help="distil: learn a trained model's probabilities too")
     train.add_argument(
         "--distill-weight", type=float, metavar="W", help="with --teacher: weight of its probabilities (0.5)"
     )
     train.add_argument("--ema", type=float, metavar="MOMENTUM", help="save an EMA of the weights, e.g. 0.999")
-    train.add_argument("--rotation", type=float, metavar="DEG", help="augment: rotate up to ± DEG (10)")
-    train.add_argument("--shift", type=float, metavar="F", help="augment: shift up to ± F of the size (0.1)")
-    train.add_argument("--zoom", type=float, metavar="F", help="augment: zoom up to ± F (0.1)")
-    train.add_argument("--shear", type=float, metavar="FACTOR", help="augment with shear too, e.g. 0.2")
-    train.add_argument(
-        "--elastic", type=float, metavar="ALPHA", help="augment with elastic distortion too, e.g. 34"
-    )
+    _add_augment_flags(train)
     train.add_argument("--train-limit", type=_positive_int, help="train on the first N images (smoke runs)")
     train.add_argument("--out", type=Path, help="model directory (default: runs/MODEL-TIME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -98,6 +98,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_flags(train)
     train.set_defaults(handler=_train)
 
+
+def _add_augment_flags(train: argparse.ArgumentParser) -> None:
+    train.add_argument("--rotation", type=float, metavar="DEG", help="augment: rotate up to ± DEG (10)")
+    train.add_argument("--shift", type=float, metavar="F", help="augment: shift up to ± F of the size (0.1)")
+    train.add_argument("--zoom", type=float, metavar="F", help="augment: zoom up to ± F (0.1)")
+    train.add_argument("--shear", type=float, metavar="FACTOR", help="augment with shear too, e.g. 0.2")
+    train.add_argument(
+        "--elastic", type=float, metavar="ALPHA", help="augment with elastic distortion too, e.g. 34"
+    )
+
+
+def _add_measuring_commands(commands) -> None:
+    """join, evaluate, compare and show: commands that build or measure models."""
     join = commands.add_parser("join", help="average trained models' probabilities into one ensemble model")
     join.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model directories")
     join.add_argument("--out", type=Path, required=True, help="the ensemble's model directory (new or empty)")
@@ -111,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_flags(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
+
+def _add_using_commands(commands) -> None:
+    """predict, export and serve: commands that put a trained model to use."""
     predict = commands.add_parser("predict", help="recognize the digits in image files")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or directories")
     predict.add_argument("--model", default="default", help="model directory, .keras file, or bundled name")
@@ -146,7 +162,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=_positive_int, default=8000)
     serve.set_defaults(handler=_serve)
-    return parser
 
 
 def _add_data_flags(command: argparse.ArgumentParser) -> None:
