@@ -141,8 +141,9 @@ def precision_warning(precision: str) -> str | None:
     """A line to show before training in `precision`, where it would be slow on this machine."""
     if precision == "mixed_bfloat16" and bfloat16_is_emulated():
         return (
-            "warning: this machine has no bfloat16 units (no GPU; the CPU lacks avx512_bf16 and "
-            "amx_bf16), so mixed_bfloat16 is emulated and far slower than float32 here"
+            f"warning: this machine has no bfloat16 units (no GPU; the CPU has none of "
+            f"{', '.join(sorted(BFLOAT16_CPU_FLAGS))}), so mixed_bfloat16 is emulated and far "
+            "slower than float32 here"
         )
     return None
 
