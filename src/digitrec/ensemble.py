@@ -7,6 +7,7 @@ again; once every member is there they are joined into `OUT/model.keras`. `join_
 also joins any trained models (`digitrec join`), whatever their recipes.
 """
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -51,6 +52,17 @@ def train_ensemble(
     return join_members(member_dirs, out_dir, data_dir=data_dir)
 
 
+def member_labels(member_dirs: list[Path]) -> list[str]:
+    """Name each member by its path below the folder all members share.
+
+    Last components alone would collide: `ensemble-v2/seed-5` and `ensemble-warp/seed-5` are
+    different models.
+    """
+    resolved = [Path(d).resolve() for d in member_dirs]
+    common = Path(os.path.commonpath(resolved)) if len(resolved) > 1 else resolved[0].parent
+    return [d.relative_to(common).as_posix() if d != common else d.name for d in resolved]
+
+
 def join_members(
     member_dirs: list[Path], out_dir: Path, *, data_dir: Path | str | None = None
 ) -> TrainResult:
@@ -78,13 +90,13 @@ def join_members(
             "config": shared,
             "members": [
                 {
-                    "dir": d.name,
+                    "dir": label,
                     "seed": c.get("seed"),
                     "config": {k: v for k, v in c.items() if k not in shared and k != "seed"},
                     "test_accuracy": m.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
                     "val_accuracy": m.metadata.get("metrics", {}).get("validation", {}).get("accuracy"),
                 }
-                for d, m, c in zip(member_dirs, loaded, configs, strict=True)
+                for label, m, c in zip(member_labels(member_dirs), loaded, configs, strict=True)
             ],
             "metrics": figures,
             "train_seconds": round(train_seconds, 2),
