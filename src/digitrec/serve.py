@@ -181,9 +181,8 @@ def _settle(future: asyncio.Future, result, error) -> None:
         future.set_exception(error) if error else future.set_result(result)
 
 
-def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> FastAPI:
-    """The FastAPI application serving `recognizer`; tests pass a small real one."""
-    registry = CollectorRegistry()
+def _request_metrics(registry: CollectorRegistry) -> tuple[Counter, Histogram]:
+    """Prometheus counters of requests by route and status, and of latency by route."""
     requests = Counter("digitrec_requests", "HTTP requests", ["route", "status"], registry=registry)
     latency = Histogram(
         "digitrec_request_seconds",
@@ -192,6 +191,11 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> F
         registry=registry,
         buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
     )
+    return requests, latency
+
+
+def _lifespan(recognizer: Recognizer, config: ServeConfig):
+    """Set `app.state.infer`: LiteRT answers inline, a Keras model through the micro-batcher."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -206,10 +210,32 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> F
         yield
         batcher.close()
 
+    return lifespan
+
+
+def _add_serving_routes(app: FastAPI, max_instances: int) -> None:
+    """TensorFlow Serving's REST shape, so its clients work unchanged."""
+
+    @app.post("/v1/models/digitrec:predict", response_model=ServingResponse)
+    async def serving_predict(body: ServingRequest) -> dict:
+        images = _instances(body.instances, max_instances)
+        return {"predictions": (await app.state.infer(images)).round(6).tolist()}
+
+    @app.get("/v1/models/digitrec")
+    async def serving_status() -> dict:
+        state = {"state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        return {"model_version_status": [{"version": "1", **state}]}
+
+
+def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> FastAPI:
+    """The FastAPI application serving `recognizer`; tests pass a small real one."""
+    registry = CollectorRegistry()
+    requests, latency = _request_metrics(registry)
+
     app = FastAPI(
         title="digitrec",
         version="1",
-        lifespan=lifespan,
+        lifespan=_lifespan(recognizer, config),
         description="Handwritten digit recognition. Images in, digits out.",
     )
 
@@ -230,15 +256,7 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> F
             prepared = await asyncio.to_thread(recognizer.prepare, data, multi)
         return await _answer(app, recognizer, prepared)
 
-    @app.post("/v1/models/digitrec:predict", response_model=ServingResponse)
-    async def serving_predict(body: ServingRequest) -> dict:
-        images = _instances(body.instances, config.max_instances)
-        return {"predictions": (await app.state.infer(images)).round(6).tolist()}
-
-    @app.get("/v1/models/digitrec")
-    async def serving_status() -> dict:
-        state = {"state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-        return {"model_version_status": [{"version": "1", **state}]}
+    _add_serving_routes(app, config.max_instances)
 
     @app.get("/healthz")
     async def healthz() -> dict:
