@@ -9,17 +9,14 @@ Serving's REST shape, `GET /v1/models/digitrec` its status, `/healthz`, `/metric
 Small uploads (a canvas, a scan of one digit) are decoded and normalised on the event loop:
 that takes a fraction of a millisecond, less than handing them to a thread would cost. Large
 ones go to a worker thread so that the loop stays free. A LiteRT model (tens of microseconds a
-call) also runs inline; a Keras or SavedModel one runs in micro-batches: a worker thread
-collects whatever arrives within `batch_window_s` (up to `max_batch`) and calls the model once
-for all, so its fixed cost per call is shared as the load grows.
+call) also runs inline; a Keras or SavedModel one runs in micro-batches
+(`batching.MicroBatcher`, `batch_window_s`, `max_batch`).
 """
 
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from digitrec.batching import MicroBatcher, inline
 from digitrec.errors import ConfigError, DigitrecError, ImageError
 from digitrec.recognizer import Prepared, Recognizer, digits_of
 from digitrec.runtime import LiteRTBackend
@@ -70,61 +68,6 @@ class ServingRequest(BaseModel):
 
 class ServingResponse(BaseModel):
     predictions: list[list[float]]
-
-
-class MicroBatcher:
-    """Runs `predict_proba` on batches of whatever requests arrive together."""
-
-    def __init__(self, predict_proba: Callable[[np.ndarray], np.ndarray], max_batch: int, window_s: float):
-        self.predict_proba, self.max_batch, self.window_s = predict_proba, max_batch, window_s
-        self.pending: list[tuple[np.ndarray, asyncio.Future, asyncio.AbstractEventLoop]] = []
-        self.wakeup = threading.Condition()
-        self.running = True
-        self.thread = threading.Thread(target=self._work, name="digitrec-batcher", daemon=True)
-        self.thread.start()
-
-    async def submit(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities for `(n, 28, 28)` images, computed with other requests' images."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
-        with self.wakeup:
-            self.pending.append((images, future, loop))
-            self.wakeup.notify()
-        return await future
-
-    def close(self) -> None:
-        with self.wakeup:
-            self.running = False
-            self.wakeup.notify()
-        self.thread.join(timeout=5)
-
-    def _work(self) -> None:
-        while True:
-            with self.wakeup:
-                while self.running and not self.pending:
-                    self.wakeup.wait()
-                if not self.running:
-                    return
-            time.sleep(self.window_s)  # let concurrent requests join this batch
-            with self.wakeup:
-                batch: list[tuple[np.ndarray, asyncio.Future, asyncio.AbstractEventLoop]] = []
-                count = 0
-                while self.pending and (not batch or count + len(self.pending[0][0]) <= self.max_batch):
-                    batch.append(self.pending.pop(0))
-                    count += len(batch[-1][0])
-            self._run(batch)
-
-    def _run(self, batch: list) -> None:
-        try:
-            probs = self.predict_proba(np.concatenate([images for images, _, _ in batch]))
-        except Exception as exc:  # answer every waiting request; the server itself lives on
-            for _, future, loop in batch:
-                loop.call_soon_threadsafe(_settle, future, None, exc)
-            return
-        start = 0
-        for images, future, loop in batch:
-            loop.call_soon_threadsafe(_settle, future, probs[start : start + len(images)], None)
-            start += len(images)
 
 
 class _Guard:
@@ -169,18 +112,6 @@ class _Guard:
             self.latency.labels(route).observe(time.perf_counter() - started)
 
 
-def _inline(predict_proba: Callable[[np.ndarray], np.ndarray]):
-    async def infer(images: np.ndarray) -> np.ndarray:
-        return predict_proba(images)
-
-    return infer
-
-
-def _settle(future: asyncio.Future, result, error) -> None:
-    if not future.done():
-        future.set_exception(error) if error else future.set_result(result)
-
-
 def _request_metrics(registry: CollectorRegistry) -> tuple[Counter, Histogram]:
     """Prometheus counters of requests by route and status, and of latency by route."""
     requests = Counter("digitrec_requests", "HTTP requests", ["route", "status"], registry=registry)
@@ -200,7 +131,7 @@ def _lifespan(recognizer: Recognizer, config: ServeConfig):
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if isinstance(recognizer.backend, LiteRTBackend):
-            app.state.infer = _inline(recognizer.predict_proba)
+            app.state.infer = inline(recognizer.predict_proba)
             yield
             return
         for size in (1, 2, 3, 5, config.max_batch):  # trace the compiled function for any batch size now
