@@ -179,9 +179,20 @@ def test_train_ensemble_from_the_command_line(tmp_path, capsys):
 
 
 def test_training_flags_reach_the_configuration():
-    from digitrec.cli import _parser, _train_config
+    from digitrec.cli import _train_config
+    from digitrec.cli_parser import build_parser
 
     argv = "train --model cnn --rotation 20 --shift 0.2 --zoom 0.15 --shear 0.2 --elastic 34 --ema 0.999"
-    config = _train_config(_parser().parse_args(argv.split()))
+    config = _train_config(build_parser().parse_args(argv.split()))
     assert (config.rotation_deg, config.shift, config.zoom, config.shear) == (20.0, 0.2, 0.15, 0.2)
     assert (config.elastic_alpha, config.ema_momentum, config.epochs) == (34.0, 0.999, 30)
+
+
+def test_every_command_the_parser_offers_has_a_handler():
+    import argparse
+
+    from digitrec.cli import _HANDLERS
+    from digitrec.cli_parser import build_parser
+
+    (commands,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == set(_HANDLERS)
