@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digitrec"
-# A companion module (files, augment, artifact) sits half a layer above what it serves.
+# A companion module (files, augment, artifact, batching, cli_parser) sits half a layer above what it serves.
 LAYERS = {
     "errors": 0,
     "files": 0.5,
@@ -25,7 +25,9 @@ LAYERS = {
     "runtime": 2.75,
     "recognizer": 4,
     "export": 5,
+    "batching": 4.5,
     "serve": 5,
+    "cli_parser": 5.25,
     "cli": 5.5,
     "__main__": 6,
     "__init__": 6,
