@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digitrec"
-# A companion module (files, augment, artifact, batching, cli_parser) sits half a layer above what it serves.
+# A companion module sits half a layer off: augment and artifact above what they build on,
+# files, batching and cli_parser just below the module they serve.
 LAYERS = {
     "errors": 0,
     "files": 0.5,
