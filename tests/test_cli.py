@@ -188,6 +188,23 @@ def test_training_flags_reach_the_configuration():
     assert (config.elastic_alpha, config.ema_momentum, config.epochs) == (34.0, 0.999, 30)
 
 
+def test_an_augmentation_amount_without_augmentation_is_refused(tmp_path, capsys):
+    from digitrec.cli import _train_config
+    from digitrec.cli_parser import build_parser
+
+    def config(argv: str):
+        return _train_config(build_parser().parse_args(argv.split()))
+
+    assert main(["train", "--model", "mlp", "--rotation", "15", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "digitrec: error: --rotation sets an augmentation, but this run does not augment: add --augment"
+    )
+    assert not (tmp_path / "run").exists()
+    mlp = config("train --model mlp --augment --rotation 15")
+    assert (mlp.augment, mlp.rotation_deg) == (True, 15.0)
+    assert config("train --model cnn").augment and not config("train --model cnn --no-augment").augment
+
+
 def test_every_command_the_parser_offers_has_a_handler():
     import argparse
 

@@ -86,6 +86,7 @@ def _train_config(args: argparse.Namespace):
     from digitrec.recipes import recipe
 
     flags = {
+        "augment": args.augment,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
@@ -104,7 +105,14 @@ def _train_config(args: argparse.Namespace):
         "distill_weight": args.distill_weight,
     }
     if not args.resume:
-        return recipe(DEFAULT_RECIPE if args.model in (None, "ensemble") else args.model, **flags)
+        config = recipe(DEFAULT_RECIPE if args.model in (None, "ensemble") else args.model, **flags)
+        amounts = [name for name in ("rotation", "shift", "zoom", "shear", "elastic") if getattr(args, name)]
+        if amounts and not config.augment:
+            # Training without the distortion asked for would waste the whole run, silently.
+            raise ConfigError(
+                f"--{amounts[0]} sets an augmentation, but this run does not augment: add --augment"
+            )
+        return config
     if args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
     # Flags given with --resume must agree with the checkpoint: train() names any that differ.

@@ -48,50 +48,67 @@ def _add_train_command(commands) -> None:
     train.add_argument(
         "--model", help=f"softmax (the tutorial's), mlp, lenet5, fast, {DEFAULT_RECIPE} (default), ensemble"
     )
-    train.add_argument("--members", type=_positive_int, default=5, help="ensemble members (default 5)")
-    train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--batch-size", type=_positive_int)
-    train.add_argument("--lr", type=_positive_float, help="learning rate (the peak, for schedules)")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--patience", type=_positive_int, help="stop after N epochs without better validation")
-    train.add_argument(
+    train.add_argument("--members", type=_positive_int, default=5, metavar="N", help="ensemble members (5)")
+    _add_schedule_flags(train.add_argument_group("schedule (default: the recipe's)"))
+    _add_augment_flags(train.add_argument_group("augmentation (default: the recipe's)"))
+    _add_output_flags(train.add_argument_group("output and resuming"))
+    _add_distribute_flags(train.add_argument_group("distributed training"))
+    _add_data_flags(train)
+
+
+def _add_schedule_flags(group) -> None:
+    group.add_argument("--epochs", type=_positive_int, metavar="N", help="passes over the training images")
+    group.add_argument("--batch-size", type=_positive_int, metavar="N", help="images per step")
+    group.add_argument("--lr", type=_positive_float, help="learning rate (the peak, for schedules)")
+    group.add_argument("--seed", type=int, help="seed of weights, shuffling and augmentation (0)")
+    group.add_argument(
+        "--patience", type=_positive_int, metavar="N", help="stop after N epochs without better validation"
+    )
+    group.add_argument(
         "--precision",
         choices=("float32", "mixed_bfloat16"),
         help="mixed_bfloat16: faster on GPUs and CPUs with AVX-512 BF16 or AMX, far slower elsewhere",
     )
-    train.add_argument("--teacher", metavar="MODEL", help="distil: learn a trained model's probabilities too")
-    train.add_argument(
+    group.add_argument("--ema", type=float, metavar="MOMENTUM", help="save an EMA of the weights, e.g. 0.999")
+    group.add_argument("--teacher", metavar="MODEL", help="distil: learn a trained model's probabilities too")
+    group.add_argument(
         "--distill-weight", type=float, metavar="W", help="with --teacher: weight of its probabilities (0.5)"
     )
-    train.add_argument("--ema", type=float, metavar="MOMENTUM", help="save an EMA of the weights, e.g. 0.999")
-    _add_augment_flags(train)
-    train.add_argument("--train-limit", type=_positive_int, help="train on the first N images (smoke runs)")
-    train.add_argument("--out", type=Path, help="model directory (default: runs/MODEL-TIME)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    train.add_argument(
+
+
+def _add_augment_flags(group) -> None:
+    group.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, help="distort the training images (cnn: on)"
+    )
+    group.add_argument("--rotation", type=float, metavar="DEG", help="rotate up to ± DEG (10)")
+    group.add_argument("--shift", type=float, metavar="F", help="shift up to ± F of the size (0.1)")
+    group.add_argument("--zoom", type=float, metavar="F", help="zoom in or out up to ± F (0.1)")
+    group.add_argument("--shear", type=float, metavar="FACTOR", help="shear too, e.g. 0.2")
+    group.add_argument("--elastic", type=float, metavar="ALPHA", help="elastic distortion too, e.g. 34")
+
+
+def _add_output_flags(group) -> None:
+    group.add_argument("--out", type=Path, metavar="DIR", help="model directory (default: runs/MODEL-TIME)")
+    group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    group.add_argument("--tensorboard", type=Path, metavar="DIR", help="write TensorBoard logs to DIR")
+    group.add_argument(
+        "--train-limit", type=_positive_int, metavar="N", help="train on the first N images (smoke runs)"
+    )
+
+
+def _add_distribute_flags(group) -> None:
+    group.add_argument(
         "--strategy",
         default="default",
         choices=["default", "mirrored", "multi-worker"],
         help="tf.distribute: local GPUs (mirrored) or a TF_CONFIG cluster (multi-worker)",
     )
-    train.add_argument(
+    group.add_argument(
         "--worker-timeout",
         type=_positive_float,
         default=60.0,
         metavar="S",
         help="multi-worker: fail when a worker is silent this long (default 60)",
-    )
-    train.add_argument("--tensorboard", type=Path, metavar="DIR", help="write TensorBoard logs to DIR")
-    _add_data_flags(train)
-
-
-def _add_augment_flags(train: argparse.ArgumentParser) -> None:
-    train.add_argument("--rotation", type=float, metavar="DEG", help="augment: rotate up to ± DEG (10)")
-    train.add_argument("--shift", type=float, metavar="F", help="augment: shift up to ± F of the size (0.1)")
-    train.add_argument("--zoom", type=float, metavar="F", help="augment: zoom up to ± F (0.1)")
-    train.add_argument("--shear", type=float, metavar="FACTOR", help="augment with shear too, e.g. 0.2")
-    train.add_argument(
-        "--elastic", type=float, metavar="ALPHA", help="augment with elastic distortion too, e.g. 34"
     )
 
 
@@ -143,7 +160,7 @@ def _add_using_commands(commands) -> None:
     serve.add_argument("--port", type=_positive_int, default=8000)
 
 
-def _add_data_flags(command: argparse.ArgumentParser) -> None:
+def _add_data_flags(command) -> None:
     command.add_argument("--dataset", help="mnist (default), fashion-mnist or kmnist")
-    command.add_argument("--data-dir", type=Path, help="where the dataset's IDX files are")
+    command.add_argument("--data-dir", type=Path, metavar="DIR", help="where the dataset's IDX files are")
     command.add_argument("--json", action="store_true", help="print one JSON object as the last line")
