@@ -188,18 +188,43 @@ def test_training_flags_reach_the_configuration():
     assert (config.elastic_alpha, config.ema_momentum, config.epochs) == (34.0, 0.999, 30)
 
 
-def test_an_augmentation_amount_without_augmentation_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            "--model mlp --rotation 15",
+            "--rotation sets an augmentation, but this run does not augment: add --augment",
+        ),
+        (
+            "--no-augment --elastic 34",
+            "--elastic sets an augmentation, but this run does not augment: add --augment",
+        ),
+        ("--distill-weight 0.3", "--distill-weight weighs a teacher's probabilities: add --teacher MODEL"),
+        ("--members 3", "--members counts an ensemble's members: add --model ensemble"),
+        ("--worker-timeout 10", "--worker-timeout is for --strategy multi-worker"),
+        (
+            "--model ensemble --strategy mirrored",
+            "--strategy trains one model; an ensemble trains its members one by one",
+        ),
+        (
+            "--strategy mirrored --tensorboard tb",
+            "--tensorboard is not written by tf.distribute's training loop",
+        ),
+    ],
+)
+def test_a_flag_the_run_would_ignore_is_refused(flags, message, tmp_path, capsys):
+    assert main(["train", *flags.split(), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == f"digitrec: error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_augment_turns_augmentation_on_and_off():
     from digitrec.cli import _train_config
     from digitrec.cli_parser import build_parser
 
     def config(argv: str):
         return _train_config(build_parser().parse_args(argv.split()))
 
-    assert main(["train", "--model", "mlp", "--rotation", "15", "--out", str(tmp_path / "run")]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "digitrec: error: --rotation sets an augmentation, but this run does not augment: add --augment"
-    )
-    assert not (tmp_path / "run").exists()
     mlp = config("train --model mlp --augment --rotation 15")
     assert (mlp.augment, mlp.rotation_deg) == (True, 15.0)
     assert config("train --model cnn").augment and not config("train --model cnn --no-augment").augment

@@ -139,7 +139,8 @@ def test_an_ensemble_trains_its_members_then_averages_them(tmp_path):
 
     lines: list[str] = []
     config = recipe("softmax", epochs=1, train_limit=1500, test_every=0)
-    result = train_ensemble(config, tmp_path / "ens", members=2, log=lines.append)
+    result = train_ensemble(config, tmp_path / "ens", 2, log=lines.append, tensorboard_dir=tmp_path / "tb")
+    assert all(list((tmp_path / "tb" / f"member-{k}").rglob("events.out.tfevents.*")) for k in (0, 1))
     metadata = json.loads((tmp_path / "ens" / "metadata.json").read_text())
     assert metadata["model"] == "ensemble" and [m["seed"] for m in metadata["members"]] == [0, 1]
     assert metadata["metrics"]["test"]["accuracy"] == result.accuracy > 0.5

@@ -31,9 +31,10 @@ def _train(args: argparse.Namespace) -> None:
         "progress": _interactive(args),
     }
     if name == "ensemble":
-        from digitrec.ensemble import train_ensemble
+        from digitrec.ensemble import DEFAULT_MEMBERS, train_ensemble
 
-        result = train_ensemble(config, out, args.members, **options)
+        members = args.members or DEFAULT_MEMBERS
+        result = train_ensemble(config, out, members, tensorboard_dir=args.tensorboard, **options)
     elif args.strategy == "mirrored" and _backend() == "jax":
         from digitrec.distribute import use_data_parallel
         from digitrec.train import train
@@ -41,9 +42,9 @@ def _train(args: argparse.Namespace) -> None:
         options["log"](f"data-parallel over {use_data_parallel()} JAX devices")
         result = train(config, out, resume=args.resume, tensorboard_dir=args.tensorboard, **options)
     elif args.strategy != "default":
-        from digitrec.distribute import make_strategy, train_distributed
+        from digitrec.distribute import WORKER_TIMEOUT_S, make_strategy, train_distributed
 
-        strategy = make_strategy(args.strategy, args.worker_timeout)
+        strategy = make_strategy(args.strategy, args.worker_timeout or WORKER_TIMEOUT_S)
         result = train_distributed(
             config, out, strategy, resume=args.resume, data_dir=args.data_dir, log=options["log"]
         )
@@ -106,18 +107,35 @@ def _train_config(args: argparse.Namespace):
     }
     if not args.resume:
         config = recipe(DEFAULT_RECIPE if args.model in (None, "ensemble") else args.model, **flags)
-        amounts = [name for name in ("rotation", "shift", "zoom", "shear", "elastic") if getattr(args, name)]
-        if amounts and not config.augment:
-            # Training without the distortion asked for would waste the whole run, silently.
-            raise ConfigError(
-                f"--{amounts[0]} sets an augmentation, but this run does not augment: add --augment"
-            )
-        return config
-    if args.out is None:
+    elif args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
-    # Flags given with --resume must agree with the checkpoint: train() names any that differ.
-    flags["model"] = args.model
-    return replace(checkpoint_config(args.out), **{k: v for k, v in flags.items() if v is not None})
+    else:
+        # Flags given with --resume must agree with the checkpoint: train() names any that differ.
+        flags["model"] = args.model
+        config = replace(checkpoint_config(args.out), **{k: v for k, v in flags.items() if v is not None})
+    _refuse_ignored_flags(args, config)
+    return config
+
+
+def _refuse_ignored_flags(args: argparse.Namespace, config) -> None:
+    """A flag the run would ignore is an error: whoever gave it expected it to change the run."""
+    amounts = [name for name in ("rotation", "shift", "zoom", "shear", "elastic") if getattr(args, name)]
+    ensemble, distributed = args.model == "ensemble", args.strategy != "default"
+    if amounts and not config.augment:
+        raise ConfigError(
+            f"--{amounts[0]} sets an augmentation, but this run does not augment: add --augment"
+        )
+    if args.distill_weight is not None and not config.teacher:
+        raise ConfigError("--distill-weight weighs a teacher's probabilities: add --teacher MODEL")
+    if args.members is not None and not ensemble:
+        raise ConfigError("--members counts an ensemble's members: add --model ensemble")
+    if args.worker_timeout is not None and args.strategy != "multi-worker":
+        raise ConfigError("--worker-timeout is for --strategy multi-worker")
+    if ensemble and distributed:
+        raise ConfigError("--strategy trains one model; an ensemble trains its members one by one")
+    # JAX's data-parallel path is ordinary training, logs and all; tf.distribute's own loop writes none.
+    if args.tensorboard and distributed and not (args.strategy == "mirrored" and _backend() == "jax"):
+        raise ConfigError("--tensorboard is not written by tf.distribute's training loop")
 
 
 def _evaluate(args: argparse.Namespace) -> None:

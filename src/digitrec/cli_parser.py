@@ -48,7 +48,9 @@ def _add_train_command(commands) -> None:
     train.add_argument(
         "--model", help=f"softmax (the tutorial's), mlp, lenet5, fast, {DEFAULT_RECIPE} (default), ensemble"
     )
-    train.add_argument("--members", type=_positive_int, default=5, metavar="N", help="ensemble members (5)")
+    train.add_argument(
+        "--members", type=_positive_int, metavar="N", help="with --model ensemble: how many (5)"
+    )
     _add_schedule_flags(train.add_argument_group("schedule (default: the recipe's)"))
     _add_augment_flags(train.add_argument_group("augmentation (default: the recipe's)"))
     _add_output_flags(train.add_argument_group("output and resuming"))
@@ -106,7 +108,6 @@ def _add_distribute_flags(group) -> None:
     group.add_argument(
         "--worker-timeout",
         type=_positive_float,
-        default=60.0,
         metavar="S",
         help="multi-worker: fail when a worker is silent this long (default 60)",
     )

@@ -33,6 +33,7 @@ from digitrec.recipes import TrainConfig
 from digitrec.train import TrainResult, compiled_trainer, epoch_callbacks, finish, training_arrays
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
+WORKER_TIMEOUT_S = 60.0
 
 
 def use_data_parallel() -> int:
@@ -46,7 +47,7 @@ def use_data_parallel() -> int:
     return len(devices)
 
 
-def make_strategy(name: str, timeout_s: float = 60.0):
+def make_strategy(name: str, timeout_s: float = WORKER_TIMEOUT_S):
     """The tf.distribute strategy named on the command line."""
     import tensorflow as tf
 

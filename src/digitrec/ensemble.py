@@ -20,17 +20,23 @@ from digitrec.models import ensemble
 from digitrec.recipes import TrainConfig
 from digitrec.train import TrainResult, split_figures, train
 
+DEFAULT_MEMBERS = 5
+
 
 def train_ensemble(
     config: TrainConfig,
     out_dir: Path | str,
-    members: int = 5,
+    members: int = DEFAULT_MEMBERS,
     *,
     data_dir: Path | str | None = None,
     log: Callable[[str], None] = print,
     progress: bool = False,
+    tensorboard_dir: Path | str | None = None,
 ) -> TrainResult:
-    """Train the members that are not finished yet (resuming a stopped one), then join them."""
+    """Train the members that are not finished yet (resuming a stopped one), then join them.
+
+    With `tensorboard_dir`, member K logs into its `member-K` folder: one run each in TensorBoard.
+    """
     if members < 1:
         raise ConfigError(f"an ensemble needs at least 1 member, got {members}")
     out_dir = Path(out_dir)
@@ -48,6 +54,7 @@ def train_ensemble(
             resume=resume,
             log=log,
             progress=progress,
+            tensorboard_dir=None if tensorboard_dir is None else Path(tensorboard_dir) / member_dir.name,
         )
     return join_members(member_dirs, out_dir, data_dir=data_dir)
 
