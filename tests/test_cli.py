@@ -230,6 +230,17 @@ def test_augment_turns_augmentation_on_and_off():
     assert config("train --model cnn").augment and not config("train --model cnn --no-augment").augment
 
 
+def test_an_ensemble_resumes_with_or_without_resume(tmp_path):
+    from digitrec.cli import _train_config
+    from digitrec.cli_parser import build_parser
+
+    # Its members check their own checkpoints against this configuration as they resume.
+    config = _train_config(
+        build_parser().parse_args(f"train --model ensemble --resume --out {tmp_path}".split())
+    )
+    assert (config.model, config.epochs) == ("cnn", 30)
+
+
 def test_every_command_the_parser_offers_has_a_handler():
     import argparse
 

@@ -105,7 +105,7 @@ def _train_config(args: argparse.Namespace):
         "teacher": args.teacher,
         "distill_weight": args.distill_weight,
     }
-    if not args.resume:
+    if not args.resume or args.model == "ensemble":  # an ensemble resumes its unfinished members itself
         config = recipe(DEFAULT_RECIPE if args.model in (None, "ensemble") else args.model, **flags)
     elif args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
