@@ -239,3 +239,35 @@ def test_a_slow_client_does_not_stop_the_server_answering_others(live_server):
         stop.set()
         trickle.close()
         dripper.join(timeout=2)
+
+
+def test_the_serve_command_says_where_it_serves_and_stops_on_ctrl_c(tiny_model_dir):
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "digitrec", "serve", "--model", str(tiny_model_dir), "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        announced = server.stdout.readline()
+        url = announced.split(" on ")[1].split()[0]
+        assert announced == f"digitrec: serving {tiny_model_dir} on {url} (Ctrl-C stops)\n"
+        assert httpx.get(f"{url}healthz", timeout=10).json()["status"] == "ok"
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 130 and err.strip().splitlines()[-1] == "digitrec: interrupted"
+
+
+def test_a_port_already_taken_is_one_line_and_exit_2(capsys):
+    import socket
+
+    from digitrec.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert capsys.readouterr().err == (
+        f"digitrec: error: cannot listen on 127.0.0.1:{port}: Address already in use;"
+        " choose another --port or --host\n"
+    )

@@ -189,8 +189,8 @@ def _predict(args: argparse.Namespace) -> int:
             try:
                 prepared.append(recognizer.prepare(path, args.multi))
                 readable.append(path)
-            except ImageError as exc:  # one unreadable file does not stop the others
-                print(f"digitrec: error: {path}: {exc}", file=sys.stderr)
+            except ImageError as exc:  # one unreadable file does not stop the others; exc names it
+                print(f"digitrec: error: {exc}", file=sys.stderr)
                 failures += 1
         for path, answer in zip(readable, recognizer.predict_prepared(prepared), strict=True):
             print(
@@ -217,8 +217,9 @@ def _export(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from digitrec.serve import ServeConfig, serve
 
-    print(f"digitrec: serving {args.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    serve(args.model, ServeConfig(host=args.host, port=args.port))
+    serve(
+        args.model, ServeConfig(host=args.host, port=args.port), announce=lambda line: print(line, flush=True)
+    )
 
 
 def _prediction_text(path: Path, answer, top_k: int | None) -> str:

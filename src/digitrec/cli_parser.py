@@ -28,7 +28,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
-_positive_int.__name__ = "whole number"  # argparse names the type in its message
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text}")
+    return value
+
+
+_positive_int.__name__ = _port.__name__ = "whole number"  # argparse names the type in its message
 _positive_float.__name__ = "number"
 
 
@@ -158,7 +165,7 @@ def _add_using_commands(commands) -> None:
     serve.add_argument(
         "--host", default="127.0.0.1", help="127.0.0.1 (default); 0.0.0.0 exposes it to the network"
     )
-    serve.add_argument("--port", type=_positive_int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="8000 (default); 0 takes any free port")
 
 
 def _add_data_flags(command) -> None:

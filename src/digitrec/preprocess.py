@@ -54,24 +54,29 @@ def load_grey(source: ImageInput) -> np.ndarray:
     """Any supported input as a 2-D float32 array in [0, 1] (0 black), orientation applied."""
     if isinstance(source, np.ndarray):
         return _array_to_grey(source)
-    image = source if isinstance(source, Image.Image) else _open(source)
+    name = _name(source)
+    image = source if isinstance(source, Image.Image) else _open(source, name)
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageError(f"{name}: {image.width}×{image.height} pixels, over the {MAX_PIXELS:,}-pixel limit")
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image = ImageOps.exif_transpose(image) or image
-        if image.width * image.height > MAX_PIXELS:
-            raise ImageError(
-                f"image of {image.width}×{image.height} pixels is over the {MAX_PIXELS:,}-pixel limit"
-            )
         if image.format == "JPEG" and max(image.size) > 2 * WORK_SIDE:
             image.draft("L", (image.width // 2, image.height // 2))  # decode at lower scale: 4-8× faster
         return _flatten(image)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"cannot decode the image: {exc}") from exc
+        raise ImageError(f"{name}: cannot decode the image ({exc})") from exc
 
 
-def _open(source: str | Path | bytes) -> Image.Image:
-    name = "the image bytes" if isinstance(source, bytes) else str(source)
+def _name(source: str | Path | bytes | Image.Image) -> str:
+    """How an error message names the image: its path, where it has one."""
+    if isinstance(source, bytes):
+        return "the image bytes"
+    return "the image" if isinstance(source, Image.Image) else str(source)
+
+
+def _open(source: str | Path | bytes, name: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         image.load()

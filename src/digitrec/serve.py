@@ -16,7 +16,10 @@ call) also runs inline; a Keras or SavedModel one runs in micro-batches
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,9 +320,36 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal error; see the server log")
 
 
-def serve(model: str | Path = "default", config: ServeConfig = ServeConfig()) -> None:
-    """Load the model once and serve until interrupted."""
+def serve(
+    model: str | Path = "default",
+    config: ServeConfig = ServeConfig(),
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Take the port, load the model once, say where it is served, and serve until interrupted."""
     import uvicorn
 
+    listener = listen(config.host, config.port)
     app = create_app(Recognizer.load(model), config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+    host, port = listener.getsockname()[:2]
+    announce(
+        f"digitrec: serving {model} on http://{f'[{host}]' if ':' in host else host}:{port}/ (Ctrl-C stops)"
+    )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server.run(sockets=[listener])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to `host`:`port` (0: any free port), ready for uvicorn to serve on.
+
+    Bound here rather than by uvicorn, which reports a taken port in its own words and exits:
+    this way it is one clear error, before the model is loaded.
+    """
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        # The errno's own words: create_server's message adds the address a second time.
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {reason}; choose another --port or --host"
+        ) from exc
