@@ -1,4 +1,7 @@
 import io
+import struct
+import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -158,6 +161,34 @@ def test_a_decompression_bomb_is_refused_before_decoding():
     raw[16:24] = (50_000).to_bytes(4, "big") + (50_000).to_bytes(4, "big")  # IHDR width and height
     with pytest.raises(ImageError, match=r"pixel limit|not a readable image"):
         to_mnist(bytes(raw))
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A well-formed PNG that declares `width` × `height` grey pixels and holds almost none."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 99))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header():
+    # As outside the tests, where Pillow's warning between once and twice its limit is ignored:
+    # the refusal must come from the declared size, not from decoding the (truncated) pixels.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(
+            ImageError, match=r"^the image bytes: 7000×7000 pixels, over the 40,000,000-pixel limit$"
+        ):
+            to_mnist(_png_header(7000, 7000))
+    with pytest.raises(ImageError, match=r"^the image bytes: not a readable image \(image file is truncated"):
+        to_mnist(_png_header(3000, 3000))
 
 
 def test_normalise_keeps_aspect_ratio():

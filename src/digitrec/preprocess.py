@@ -19,6 +19,7 @@ from one decode and one cleaning.
 """
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,10 @@ FRAME_SIDE = 28  # ... and centres it by mass in 28 × 28
 MIN_CONTRAST = 0.12  # less ink-to-paper contrast than this is an empty image
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, raised as an error below
+# Pillow's own bomb check: an error from twice this size; between once and twice only a warning,
+# which `load_grey` makes redundant by refusing such an image from its header, before decoding.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -56,17 +60,17 @@ def load_grey(source: ImageInput) -> np.ndarray:
         return _array_to_grey(source)
     name = _name(source)
     image = source if isinstance(source, Image.Image) else _open(source, name)
-    if image.width * image.height > MAX_PIXELS:
+    if image.width * image.height > MAX_PIXELS:  # the header's size: refused before any decoding
         raise ImageError(f"{name}: {image.width}×{image.height} pixels, over the {MAX_PIXELS:,}-pixel limit")
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
-        image = ImageOps.exif_transpose(image) or image
         if image.format == "JPEG" and max(image.size) > 2 * WORK_SIDE:
             image.draft("L", (image.width // 2, image.height // 2))  # decode at lower scale: 4-8× faster
+        image = ImageOps.exif_transpose(image) or image
         return _flatten(image)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{name}: cannot decode the image ({exc})") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"{name}: not a readable image ({exc})") from exc
 
 
 def _name(source: str | Path | bytes | Image.Image) -> str:
@@ -77,13 +81,12 @@ def _name(source: str | Path | bytes | Image.Image) -> str:
 
 
 def _open(source: str | Path | bytes, name: str) -> Image.Image:
+    """The image with its header read and nothing decoded yet: size and format are known."""
     try:
-        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        image.load()
-        return image
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(f"{name}: declared size is over the {MAX_PIXELS:,}-pixel limit ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{name}: not a readable image ({exc})") from exc
