@@ -174,6 +174,25 @@ def test_tensorboard_logs_are_written_where_asked(tmp_path):
     assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
 
 
+def test_tensorboard_logs_without_tensorflow_are_refused_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "tensorflow" else find_spec(name)
+    )
+    with pytest.raises(
+        ConfigError, match="TensorBoard logs are written with TensorFlow, which is not installed"
+    ):
+        train(
+            recipe("softmax", epochs=1, train_limit=500),
+            tmp_path / "m",
+            log=_quiet,
+            tensorboard_dir=tmp_path / "tb",
+        )
+    assert not (tmp_path / "m").exists() and not (tmp_path / "tb").exists()
+
+
 def test_an_ema_of_the_weights_is_what_gets_saved(tmp_path):
     weights = []
     for name, ema in (("plain", 0.0), ("ema", 0.9)):

@@ -29,29 +29,23 @@ def _train(args: argparse.Namespace) -> None:
         "data_dir": args.data_dir,
         "log": _log_to(sys.stderr if args.json else sys.stdout),
         "progress": _interactive(args),
+        "tensorboard_dir": args.tensorboard,
     }
     if name == "ensemble":
         from digitrec.ensemble import DEFAULT_MEMBERS, train_ensemble
 
-        members = args.members or DEFAULT_MEMBERS
-        result = train_ensemble(config, out, members, tensorboard_dir=args.tensorboard, **options)
-    elif args.strategy == "mirrored" and _backend() == "jax":
-        from digitrec.distribute import use_data_parallel
-        from digitrec.train import train
-
-        options["log"](f"data-parallel over {use_data_parallel()} JAX devices")
-        result = train(config, out, resume=args.resume, tensorboard_dir=args.tensorboard, **options)
+        result = train_ensemble(config, out, args.members or DEFAULT_MEMBERS, **options)
     elif args.strategy != "default":
-        from digitrec.distribute import WORKER_TIMEOUT_S, make_strategy, train_distributed
+        from digitrec.distribute import WORKER_TIMEOUT_S, train_with_strategy
 
-        strategy = make_strategy(args.strategy, args.worker_timeout or WORKER_TIMEOUT_S)
-        result = train_distributed(
-            config, out, strategy, resume=args.resume, data_dir=args.data_dir, log=options["log"]
+        timeout = args.worker_timeout or WORKER_TIMEOUT_S
+        result = train_with_strategy(
+            config, out, args.strategy, worker_timeout_s=timeout, resume=args.resume, **options
         )
     else:
         from digitrec.train import train
 
-        result = train(config, out, resume=args.resume, tensorboard_dir=args.tensorboard, **options)
+        result = train(config, out, resume=args.resume, **options)
     _report_trained(args, result, name)
 
 
@@ -133,9 +127,6 @@ def _refuse_ignored_flags(args: argparse.Namespace, config) -> None:
         raise ConfigError("--worker-timeout is for --strategy multi-worker")
     if ensemble and distributed:
         raise ConfigError("--strategy trains one model; an ensemble trains its members one by one")
-    # JAX's data-parallel path is ordinary training, logs and all; tf.distribute's own loop writes none.
-    if args.tensorboard and distributed and not (args.strategy == "mirrored" and _backend() == "jax"):
-        raise ConfigError("--tensorboard is not written by tf.distribute's training loop")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -258,12 +249,6 @@ def _log_to(stream):
 
 def _interactive(args: argparse.Namespace) -> bool:
     return not args.json and sys.stdout.isatty()
-
-
-def _backend() -> str:
-    import keras
-
-    return keras.backend.backend()
 
 
 def _needs_keras(args: argparse.Namespace) -> bool:

@@ -30,7 +30,7 @@ from digitrec.data import load_dataset
 from digitrec.errors import ConfigError, DigitrecError
 from digitrec.models import precision_warning
 from digitrec.recipes import TrainConfig
-from digitrec.train import TrainResult, compiled_trainer, epoch_callbacks, finish, training_arrays
+from digitrec.train import TrainResult, compiled_trainer, epoch_callbacks, finish, train, training_arrays
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 WORKER_TIMEOUT_S = 60.0
@@ -61,6 +61,31 @@ def make_strategy(name: str, timeout_s: float = WORKER_TIMEOUT_S):
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def train_with_strategy(
+    config: TrainConfig,
+    out_dir: Path | str,
+    strategy: str,
+    *,
+    worker_timeout_s: float = WORKER_TIMEOUT_S,
+    tensorboard_dir: Path | str | None = None,
+    **options,
+) -> TrainResult:
+    """Train on "mirrored" or "multi-worker" the way the backend does it.
+
+    On JAX, "mirrored" is Keras's own data parallelism over the local devices and the ordinary
+    `train` runs, TensorBoard logs and all; otherwise it is tf.distribute's loop,
+    `train_distributed`, which writes none. `options`: `data_dir`, `resume`, `log`, `progress`.
+    """
+    log = options.get("log", print)
+    if strategy == "mirrored" and keras.backend.backend() == "jax":
+        log(f"data-parallel over {use_data_parallel()} JAX devices")
+        return train(config, out_dir, tensorboard_dir=tensorboard_dir, **options)
+    if tensorboard_dir is not None:
+        raise ConfigError("tf.distribute's training loop writes no TensorBoard logs; drop --tensorboard")
+    options.pop("progress", None)  # the loop reports one line an epoch
+    return train_distributed(config, out_dir, make_strategy(strategy, worker_timeout_s), **options)
 
 
 def train_distributed(

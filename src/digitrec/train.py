@@ -6,6 +6,7 @@ saved epoch) look at the validation split only; the test figure is measured once
 """
 
 import contextlib
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from digitrec.artifact import load_model, save_model_dir
 from digitrec.augment import augmenter
 from digitrec.checkpoints import EpochCheckpoint, load_checkpoint, remove_checkpoints, start_point
 from digitrec.data import Dataset, load_dataset, scale
+from digitrec.errors import ConfigError
 from digitrec.files import atomic_write_text
 from digitrec.metrics import classification_metrics
 from digitrec.models import IMAGE_SHAPE, NUM_CLASSES, build, float32_copy, precision_warning, predict_proba
@@ -45,6 +47,9 @@ def train(
     tensorboard_dir: Path | str | None = None,
 ) -> TrainResult:
     """Train a model to `config`, checkpointing each epoch, and save it to `out_dir`."""
+    # Keras writes TensorBoard logs with tf.summary, whatever the backend.
+    if tensorboard_dir is not None and importlib.util.find_spec("tensorflow") is None:
+        raise ConfigError("TensorBoard logs are written with TensorFlow, which is not installed here")
     out_dir = Path(out_dir)
     start_epoch, history = start_point(config, out_dir, resume)
     if warning := precision_warning(config.precision):
