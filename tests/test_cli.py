@@ -75,6 +75,20 @@ def test_user_errors_are_one_line_and_exit_2(argv, fragment, capsys):
     assert err.startswith("digitrec: error: ") and err.count("\n") == 1 and fragment in err
 
 
+def test_a_file_where_a_folder_belongs_is_one_line_and_kept(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    assert main(["train", "--model", "softmax", "--out", str(afile)]) == 2
+    assert capsys.readouterr().err == (
+        f"digitrec: error: {afile} is a file; a run is saved into a directory: choose another --out\n"
+    )
+    assert main(["train", "--model", "softmax", "--epochs", "1", "--out", str(afile / "run")]) == 2
+    assert capsys.readouterr().err == f"digitrec: error: {afile / 'run'}: Not a directory\n"
+    assert main(["show", "--n", "5000", "--out", str(tmp_path / "grid.png")]) == 2
+    assert capsys.readouterr().err == "digitrec: error: a grid shows 1 to 1024 images, not 5000\n"
+    assert afile.read_text() == "keep me" and not (tmp_path / "grid.png").exists()
+
+
 def test_a_corrupt_dataset_is_one_line_and_exit_2(tmp_path, capsys):
     folder = tmp_path / "mnist"
     folder.mkdir()

@@ -46,6 +46,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def _fresh_start(out_dir: Path) -> tuple[int, list[dict]]:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file; a run is saved into a directory: choose another --out")
     if (out_dir / MODEL_FILE).exists() or (out_dir / CHECKPOINT_INDEX).exists():
         raise ConfigError(
             f"{out_dir} already holds a model or a checkpoint; "

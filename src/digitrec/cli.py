@@ -290,9 +290,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DigitrecError, OSError) as exc:
         if args.debug:
             raise
-        print(f"digitrec: error: {exc}", file=sys.stderr)
+        print(f"digitrec: error: {_error_text(exc)}", file=sys.stderr)
         return 2
     return code
+
+
+def _error_text(exc: Exception) -> str:
+    """`/a/b: Not a directory` rather than Python's `[Errno 20] Not a directory: '/a/b'`."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def run() -> NoReturn:

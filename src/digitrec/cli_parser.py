@@ -139,7 +139,7 @@ def _add_measuring_commands(commands) -> None:
 
     show = commands.add_parser("show", help="draw a grid of dataset samples")
     show.add_argument("--digit", type=int, choices=range(10), metavar="D", help="only this digit")
-    show.add_argument("--n", type=_positive_int, default=64, help="how many (default 64)")
+    show.add_argument("--n", type=_positive_int, default=64, help="how many (default 64, at most 1024)")
     show.add_argument("--out", type=Path, required=True, help="the PNG to write")
     _add_data_flags(show)
 

@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from digitrec.errors import ConfigError
 from digitrec.files import atomic_write_text
+
+MAX_GRID = 1024  # 32 × 32 digits: more would be a picture too large to read, and slow to draw
 
 
 def plot_confusion(confusion: list[list[int]], path: Path) -> Path:
@@ -132,6 +135,9 @@ def sample_grid(
 ) -> Path:
     """A grid of the first `n` training images (of one `digit`, if given) of a dataset."""
     from digitrec.data import load_dataset
+
+    if not 1 <= n <= MAX_GRID:
+        raise ConfigError(f"a grid shows 1 to {MAX_GRID} images, not {n}")
 
     data = load_dataset(dataset, data_dir)
     chosen = (

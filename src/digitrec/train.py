@@ -52,6 +52,7 @@ def train(
         raise ConfigError("TensorBoard logs are written with TensorFlow, which is not installed here")
     out_dir = Path(out_dir)
     start_epoch, history = start_point(config, out_dir, resume)
+    out_dir.mkdir(parents=True, exist_ok=True)  # where it cannot be made, fail now, not after an epoch
     if warning := precision_warning(config.precision):
         log(warning)
     _set_op_threads(config.op_threads)
