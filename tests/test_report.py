@@ -74,6 +74,15 @@ def test_compare_reports_each_model_and_mcnemar(tiny_model_dir, capsys):
     )
 
 
+def test_compare_finds_every_model_before_measuring_any(tiny_model_dir, monkeypatch):
+    from digitrec import evaluate
+    from digitrec.errors import DigitrecError
+
+    monkeypatch.setattr(evaluate, "load_dataset", lambda *args, **kwargs: pytest.fail("measuring began"))
+    with pytest.raises(DigitrecError, match="no model at /no/such/model"):
+        evaluate.compare([tiny_model_dir, "/no/such/model"])
+
+
 def test_wilson_interval_brackets_the_proportion():
     low, high = wilson_interval(9900, 10000)
     assert low < 0.99 < high and high - low < 0.005
