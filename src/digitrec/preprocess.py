@@ -59,7 +59,14 @@ def load_grey(source: ImageInput) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return _array_to_grey(source)
     name = _name(source)
-    image = source if isinstance(source, Image.Image) else _open(source, name)
+    if isinstance(source, Image.Image):
+        return _decode(source, name)
+    with _open(source, name) as image:  # the file is closed whatever happens
+        return _decode(image, name)
+
+
+def _decode(image: Image.Image, name: str) -> np.ndarray:
+    """The grey pixels of an opened image; one over the pixel limit is refused from its size."""
     if image.width * image.height > MAX_PIXELS:  # the header's size: refused before any decoding
         raise ImageError(f"{name}: {image.width}×{image.height} pixels, over the {MAX_PIXELS:,}-pixel limit")
     try:

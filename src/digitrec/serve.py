@@ -328,14 +328,12 @@ def serve(
     """Take the port, load the model once, say where it is served, and serve until interrupted."""
     import uvicorn
 
-    listener = listen(config.host, config.port)
-    app = create_app(Recognizer.load(model), config)
-    host, port = listener.getsockname()[:2]
-    announce(
-        f"digitrec: serving {model} on http://{f'[{host}]' if ':' in host else host}:{port}/ (Ctrl-C stops)"
-    )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    server.run(sockets=[listener])
+    with listen(config.host, config.port) as listener:
+        app = create_app(Recognizer.load(model), config)
+        host, port = listener.getsockname()[:2]
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+        announce(f"digitrec: serving {model} on {url} (Ctrl-C stops)")
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listener])
 
 
 def listen(host: str, port: int) -> socket.socket:
