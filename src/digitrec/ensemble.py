@@ -96,14 +96,8 @@ def join_members(
             "dataset": dataset,
             "config": shared,
             "members": [
-                {
-                    "dir": label,
-                    "seed": c.get("seed"),
-                    "config": {k: v for k, v in c.items() if k not in shared and k != "seed"},
-                    "test_accuracy": m.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
-                    "val_accuracy": m.metadata.get("metrics", {}).get("validation", {}).get("accuracy"),
-                }
-                for label, m, c in zip(member_labels(member_dirs), loaded, configs, strict=True)
+                _member_entry(label, member.metadata, shared)
+                for label, member in zip(member_labels(member_dirs), loaded, strict=True)
             ],
             "metrics": figures,
             "train_seconds": round(train_seconds, 2),
@@ -116,3 +110,15 @@ def join_members(
         train_seconds,
         sum(m.metadata.get("epochs", 0) for m in loaded),
     )
+
+
+def _member_entry(label: str, metadata: dict, shared: dict) -> dict:
+    """A member in the ensemble's metadata: where it came from, its seed, how it differs, its figures."""
+    config, metrics = metadata.get("config", {}), metadata.get("metrics", {})
+    return {
+        "dir": label,
+        "seed": config.get("seed"),
+        "config": {k: v for k, v in config.items() if k not in shared and k != "seed"},
+        "test_accuracy": metrics.get("test", {}).get("accuracy"),
+        "val_accuracy": metrics.get("validation", {}).get("accuracy"),
+    }
