@@ -62,6 +62,7 @@ def test_evaluate_prints_a_readable_table_without_json(tiny_model_dir, capsys):
         (["train", "--model", "resnet"], "unknown model 'resnet'; choose one of softmax, mlp"),
         (["train", "--dataset", "emnist", "--model", "fast"], "unknown dataset 'emnist'"),
         (["train", "--resume"], "--resume needs --out DIR"),
+        (["train", "--model", "ensemble", "--resume"], "--resume needs --out DIR"),
         (["evaluate", "--model", "/no/such/model"], "no model at /no/such/model"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],

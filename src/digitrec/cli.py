@@ -99,10 +99,10 @@ def _train_config(args: argparse.Namespace):
         "teacher": args.teacher,
         "distill_weight": args.distill_weight,
     }
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out DIR, the run to continue")
     if not args.resume or args.model == "ensemble":  # an ensemble resumes its unfinished members itself
         config = recipe(DEFAULT_RECIPE if args.model in (None, "ensemble") else args.model, **flags)
-    elif args.out is None:
-        raise ConfigError("--resume needs --out DIR, the run to continue")
     else:
         # Flags given with --resume must agree with the checkpoint: train() names any that differ.
         flags["model"] = args.model
