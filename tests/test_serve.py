@@ -242,6 +242,7 @@ def test_a_slow_client_does_not_stop_the_server_answering_others(live_server):
 
 
 def test_the_serve_command_says_where_it_serves_and_stops_on_ctrl_c(tiny_model_dir):
+    import select
     import signal
     import subprocess
     import sys
@@ -249,6 +250,8 @@ def test_the_serve_command_says_where_it_serves_and_stops_on_ctrl_c(tiny_model_d
     command = [sys.executable, "-m", "digitrec", "serve", "--model", str(tiny_model_dir), "--port", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        ready, _, _ = select.select([server.stdout], [], [], 60)
+        assert ready, "digitrec serve printed nothing in 60 s"
         announced = server.stdout.readline()
         url = announced.split(" on ")[1].split()[0]
         assert announced == f"digitrec: serving {tiny_model_dir} on {url} (Ctrl-C stops)\n"
