@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,6 +28,28 @@ def browser():
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def small_mnist_dir(tmp_path_factory) -> Path:
+    """Real MNIST, cut to 5,600 training images (5,000 of them the validation split) and 1,000 test.
+
+    For tests of whole commands on the `cnn` recipe, whose evaluations on the full splits cost
+    far more than their training on a few hundred images.
+    """
+    from digitrec.data import FILE_NAMES, load_dataset, write_idx
+
+    folder = tmp_path_factory.mktemp("data") / "mnist"
+    mnist = load_dataset("mnist", MNIST_DIR)
+    arrays = {
+        "train_images": np.concatenate([mnist.val_images, mnist.train_images[:600]]),
+        "train_labels": np.concatenate([mnist.val_labels, mnist.train_labels[:600]]),
+        "test_images": mnist.test_images[:1000],
+        "test_labels": mnist.test_labels[:1000],
+    }
+    for role, array in arrays.items():
+        write_idx(folder / FILE_NAMES[role], array)
+    return folder
 
 
 @pytest.fixture(scope="session")

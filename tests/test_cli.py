@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -155,42 +156,38 @@ def test_predict_with_no_images_is_a_user_error(tmp_path, capsys):
     assert "no image files" in capsys.readouterr().err
 
 
-def test_train_ensemble_from_the_command_line(tmp_path, capsys):
+def test_train_ensemble_from_the_command_line(tmp_path, small_mnist_dir, capsys):
     out = tmp_path / "ens"
-    argv = [
-        "train",
-        "--model",
-        "ensemble",
-        "--members",
-        "2",
-        "--epochs",
-        "1",
-        "--train-limit",
-        "600",
-        "--out",
-        str(out),
-        "--json",
-    ]
-    assert main(argv) == 0
+    argv = ["train", "--model", "ensemble", "--members", "2", "--epochs", "1", "--out", str(out), "--json"]
+    assert main([*argv, "--data-dir", str(small_mnist_dir)]) == 0
     summary = _last_json(capsys.readouterr().out)
     assert summary["model"] == "ensemble" and summary["model_dir"] == str(out)
     assert sorted(p.name for p in out.glob("member-*")) == ["member-0", "member-1"]
-    assert json.loads((out / "metadata.json").read_text())["model"] == "ensemble"
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["model"] == "ensemble" and metadata["metrics"]["test"]["n"] == 1000
+    assert [m["config"] for m in metadata["members"]] == [{}, {}]  # both the `cnn` recipe, seeds 0 and 1
 
+
+def test_join_names_what_each_member_was_trained_with(tiny_model_dir, tmp_path, capsys):
+    for k in (0, 1):
+        shutil.copytree(tiny_model_dir, tmp_path / f"member-{k}")
     # As if member 1 had been trained with elastic distortion: the joined metadata says so.
-    metadata_path = out / "member-1" / "metadata.json"
+    metadata_path = tmp_path / "member-1" / "metadata.json"
     metadata = json.loads(metadata_path.read_text())
-    metadata["config"]["elastic_alpha"] = 34.0
+    metadata["config"].update(elastic_alpha=34.0, seed=1)
     metadata_path.write_text(json.dumps(metadata))
     joined = tmp_path / "joined"
-    assert main(["join", str(out / "member-1"), str(out / "member-0"), "--out", str(joined), "--json"]) == 0
+    assert (
+        main(["join", str(tmp_path / "member-1"), str(tmp_path / "member-0"), "--out", str(joined), "--json"])
+        == 0
+    )
     assert _last_json(capsys.readouterr().out)["model"] == "ensemble"
     joined_metadata = json.loads((joined / "metadata.json").read_text())
     members = joined_metadata["members"]
     assert [m["dir"] for m in members] == ["member-1", "member-0"] and [m["seed"] for m in members] == [1, 0]
     assert [m["config"] for m in members] == [{"elastic_alpha": 34.0}, {"elastic_alpha": 0.0}]
     assert joined_metadata["config"]["epochs"] == 1 and "seed" not in joined_metadata["config"]
-    assert main(["join", str(out / "member-0"), "--out", str(joined)]) == 2
+    assert main(["join", str(tmp_path / "member-0"), "--out", str(joined)]) == 2
     assert "is not empty" in capsys.readouterr().err
 
 
