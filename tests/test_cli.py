@@ -191,12 +191,18 @@ def test_join_names_what_each_member_was_trained_with(tiny_model_dir, tmp_path, 
     assert "is not empty" in capsys.readouterr().err
 
 
-def test_training_flags_reach_the_configuration():
+def _train_config_of(argv: str):
+    """The configuration `digitrec ARGV` would train with."""
     from digitrec.cli import _train_config
     from digitrec.cli_parser import build_parser
 
-    argv = "train --model cnn --rotation 20 --shift 0.2 --zoom 0.15 --shear 0.2 --elastic 34 --ema 0.999"
-    config = _train_config(build_parser().parse_args(argv.split()))
+    return _train_config(build_parser().parse_args(argv.split()))
+
+
+def test_training_flags_reach_the_configuration():
+    config = _train_config_of(
+        "train --model cnn --rotation 20 --shift 0.2 --zoom 0.15 --shear 0.2 --elastic 34 --ema 0.999"
+    )
     assert (config.rotation_deg, config.shift, config.zoom, config.shear) == (20.0, 0.2, 0.15, 0.2)
     assert (config.elastic_alpha, config.ema_momentum, config.epochs) == (34.0, 0.999, 30)
 
@@ -232,25 +238,15 @@ def test_a_flag_the_run_would_ignore_is_refused(flags, message, tmp_path, capsys
 
 
 def test_augment_turns_augmentation_on_and_off():
-    from digitrec.cli import _train_config
-    from digitrec.cli_parser import build_parser
-
-    def config(argv: str):
-        return _train_config(build_parser().parse_args(argv.split()))
-
-    mlp = config("train --model mlp --augment --rotation 15")
+    mlp = _train_config_of("train --model mlp --augment --rotation 15")
     assert (mlp.augment, mlp.rotation_deg) == (True, 15.0)
-    assert config("train --model cnn").augment and not config("train --model cnn --no-augment").augment
+    assert _train_config_of("train --model cnn").augment
+    assert not _train_config_of("train --model cnn --no-augment").augment
 
 
 def test_an_ensemble_resumes_with_or_without_resume(tmp_path):
-    from digitrec.cli import _train_config
-    from digitrec.cli_parser import build_parser
-
     # Its members check their own checkpoints against this configuration as they resume.
-    config = _train_config(
-        build_parser().parse_args(f"train --model ensemble --resume --out {tmp_path}".split())
-    )
+    config = _train_config_of(f"train --model ensemble --resume --out {tmp_path}")
     assert (config.model, config.epochs) == ("cnn", 30)
 
 

@@ -59,11 +59,11 @@ def evaluate(
 
 def compare(models: list[str | Path], dataset: str = "mnist", data_dir: Path | str | None = None) -> dict:
     """Accuracy, size, parameters and single-image latency per model; McNemar's test of the first two."""
-    every = [load_backend(name) for name in models]  # a bad one fails before minutes of measuring
+    loaded_models = [load_backend(name) for name in models]  # a bad one fails before minutes of measuring
     data = load_dataset(dataset, data_dir)
     images = scale(data.test_images)
     rows, rights = [], []
-    for loaded in every:
+    for loaded in loaded_models:
         right = loaded.backend.predict_proba(images).argmax(1) == data.test_labels
         rights.append(right)
         latencies = []
