@@ -19,6 +19,14 @@ from digitrec.errors import ConfigError, DigitrecError, ImageError
 from digitrec.files import silenced_stderr
 
 PREDICT_BATCH = 64
+# The augmentation amounts: each flag, and the TrainConfig field it sets.
+AUGMENT_FLAGS = {
+    "rotation": "rotation_deg",
+    "shift": "shift",
+    "zoom": "zoom",
+    "shear": "shear",
+    "elastic": "elastic_alpha",
+}
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -90,14 +98,10 @@ def _train_config(args: argparse.Namespace):
         "train_limit": args.train_limit,
         "patience": args.patience,
         "ema_momentum": args.ema,
-        "rotation_deg": args.rotation,
-        "shift": args.shift,
-        "zoom": args.zoom,
-        "shear": args.shear,
-        "elastic_alpha": args.elastic,
         "precision": args.precision,
         "teacher": args.teacher,
         "distill_weight": args.distill_weight,
+        **{field: getattr(args, flag) for flag, field in AUGMENT_FLAGS.items()},
     }
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR, the run to continue")
@@ -113,7 +117,7 @@ def _train_config(args: argparse.Namespace):
 
 def _refuse_ignored_flags(args: argparse.Namespace, config) -> None:
     """A flag the run would ignore is an error: whoever gave it expected it to change the run."""
-    amounts = [name for name in ("rotation", "shift", "zoom", "shear", "elastic") if getattr(args, name)]
+    amounts = [flag for flag in AUGMENT_FLAGS if getattr(args, flag)]
     ensemble, distributed = args.model == "ensemble", args.strategy != "default"
     if amounts and not config.augment:
         raise ConfigError(
