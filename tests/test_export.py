@@ -110,3 +110,12 @@ def test_an_int8_export_from_the_command_line_prints_only_its_summary(tiny_model
     )
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.startswith(f"wrote {out}") and len(done.stdout.splitlines()) == 1
+
+
+def test_an_exported_file_is_evaluated_with_a_report_but_no_training_curves(exported, tmp_path):
+    from digitrec.evaluate import evaluate
+
+    figures = evaluate(exported["tflite"], data_dir=MNIST_DIR, report_dir=tmp_path / "r")
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert f"accuracy {figures['accuracy']:.4f}" in page
+    assert page.count("data:image/png;base64,") == 3  # confusion, errors, reliability: a file has no history

@@ -16,6 +16,7 @@ the others write theirs to a temporary folder and delete it. A worker that dies 
 others fail within `timeout_s` with a clear error instead of hanging.
 """
 
+import functools
 import os
 import shutil
 import tempfile
@@ -118,24 +119,30 @@ def train_distributed(
         step = _train_step(strategy, trainer, config)
         dataset = strategy.experimental_distribute_dataset(_dataset(images, labels, config))
         callbacks = epoch_callbacks(config, data, target, history, log if chief else _silent)
-        for callback in callbacks:
-            callback.set_model(trainer)
         if start_epoch:
             log(f"resuming from the checkpoint after epoch {start_epoch} of {config.epochs}")
-        for epoch in range(start_epoch, config.epochs):
-            for callback in callbacks:
-                callback.on_epoch_begin(epoch)
-            logs = _run_epoch(step, iter(dataset), steps)
-            for callback in callbacks:
-                callback.on_epoch_end(epoch, logs)
-            if trainer.stop_training:
-                break
+        one_epoch = functools.partial(_run_epoch, step, dataset, steps)
+        _run_epochs(trainer, callbacks, one_epoch, range(start_epoch, config.epochs))
         return finish(config, trainer, data, target, history)
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError) as exc:
         raise DigitrecError(f"a worker of the cluster stopped answering: {str(exc).splitlines()[0]}") from exc
     finally:
         if not chief:
             shutil.rmtree(target, ignore_errors=True)
+
+
+def _run_epochs(trainer, callbacks: list, run_epoch: Callable[[], dict], epochs: range) -> None:
+    """What `fit` does around its epochs: the callbacks (checkpoints, validation, early stopping)."""
+    for callback in callbacks:
+        callback.set_model(trainer)
+    for epoch in epochs:
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        logs = run_epoch()
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if trainer.stop_training:
+            break
 
 
 def _silent(line: str) -> None:
@@ -195,7 +202,8 @@ def _train_step(strategy, trainer: keras.Model, config: TrainConfig):
     return step
 
 
-def _run_epoch(step, iterator, steps: int) -> dict:
+def _run_epoch(step, dataset, steps: int) -> dict:
+    iterator = iter(dataset)
     losses, accuracies = [], []
     for _ in range(steps):
         loss, accuracy = step(iterator)

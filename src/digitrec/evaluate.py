@@ -43,18 +43,16 @@ def evaluate(
     figures["calibration"] = calibration(labels, probs)
     figures["seconds"] = round(time.perf_counter() - started, 3)
     if report_dir is not None:
-        from digitrec.report import write_report
-
-        history = loaded.path / "history.json" if loaded.path.is_dir() else None
-        write_report(
-            figures,
-            scale(images),
-            labels,
-            probs,
-            Path(report_dir),
-            history=history if history and history.is_file() else None,
-        )
+        _report(loaded, figures, scale(images), labels, probs, Path(report_dir))
     return figures
+
+
+def _report(loaded: LoadedBackend, figures: dict, images, labels, probs, report_dir: Path) -> None:
+    """The report of `digitrec.report`, with the training curves where the model has a history."""
+    from digitrec.report import write_report
+
+    history = loaded.path / "history.json"  # beneath a file (a .tflite) it is simply not there
+    write_report(figures, images, labels, probs, report_dir, history=history if history.is_file() else None)
 
 
 def compare(models: list[str | Path], dataset: str = "mnist", data_dir: Path | str | None = None) -> dict:

@@ -37,24 +37,10 @@ def export(
 ) -> dict:
     """Write `model` in format `fmt` to `out`, measure it on the test set, and describe it."""
     out = Path(out)
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt in SUFFIXES and out.suffix != SUFFIXES[fmt]:
-        raise ConfigError(f"a {fmt} export is a {SUFFIXES[fmt]} file; got --out {out}")
-    if out.exists() and not force:
-        raise ConfigError(f"{out} exists; pass --force to replace it")
+    _check_target(fmt, out, force)
     loaded = load_model(model)
     data = load_dataset(loaded.metadata.get("dataset", "mnist"), data_dir)
-    if fmt == "savedmodel":
-        _replace_dir(out, lambda tmp: loaded.model.export(str(tmp), format="tf_saved_model", verbose=False))
-    elif fmt == "keras":
-        with atomic_path(out) as tmp:
-            loaded.model.save(tmp)
-    else:
-        representative = scale(data.train_images[:REPRESENTATIVE_IMAGES])
-        tflite = _to_tflite(loaded.model, representative if fmt == "tflite-int8" else None)
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(tflite)
+    _write(loaded.model, fmt, out, scale(data.train_images[:REPRESENTATIVE_IMAGES]))
     probs = Recognizer.load(out).predict_proba(scale(data.test_images))
     metadata = {
         "format": fmt,
@@ -70,6 +56,29 @@ def export(
     }
     atomic_write_text(out.with_name(out.name + ".json"), json.dumps(metadata, indent=2) + "\n")
     return {"out": str(out), **metadata}
+
+
+def _check_target(fmt: str, out: Path, force: bool) -> None:
+    """Refuse a format, a suffix or an existing file before minutes of loading and converting."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt in SUFFIXES and out.suffix != SUFFIXES[fmt]:
+        raise ConfigError(f"a {fmt} export is a {SUFFIXES[fmt]} file; got --out {out}")
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to replace it")
+
+
+def _write(model, fmt: str, out: Path, representative: np.ndarray) -> None:
+    """`model` in `fmt` at `out`, atomically; `representative` calibrates an int8 model's ranges."""
+    if fmt == "savedmodel":
+        _replace_dir(out, lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False))
+    elif fmt == "keras":
+        with atomic_path(out) as tmp:
+            model.save(tmp)
+    else:
+        tflite = _to_tflite(model, representative if fmt == "tflite-int8" else None)
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(tflite)
 
 
 def _to_tflite(model, representative: np.ndarray | None) -> bytes:
