@@ -100,6 +100,21 @@ def test_data_dir_may_hold_the_files_directly_and_unpacked(tmp_path):
     assert len(data.load_dataset("mnist", tmp_path).train_images) == 10
 
 
+def test_a_data_dir_without_the_dataset_is_refused_not_passed_over(tmp_path):
+    # The repository's data/ holds MNIST: falling back to it would train on data the user did not name.
+    _write_split(tmp_path / "mnist")
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError) as info:
+        data.load_dataset("mnist", tmp_path)
+    assert str(info.value) == (
+        f"--data-dir {tmp_path}: {tmp_path / 'mnist'} has no t10k-labels-idx1-ubyte.gz of mnist"
+    )
+    with pytest.raises(DataError, match="fashion-mnist"):
+        data.load_dataset("fashion-mnist", tmp_path)
+    with pytest.raises(DataError, match="no such folder"):
+        data.load_dataset("mnist", tmp_path / "typo")
+
+
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ConfigError, match="mnist, fashion-mnist, kmnist"):
         data.load_dataset("emnist")

@@ -170,5 +170,10 @@ def _add_using_commands(commands) -> None:
 
 def _add_data_flags(command) -> None:
     command.add_argument("--dataset", help="mnist (default), fashion-mnist or kmnist")
-    command.add_argument("--data-dir", type=Path, metavar="DIR", help="where the dataset's IDX files are")
+    command.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="the folder holding the dataset's IDX files (or DIR/NAME/); no other place is searched",
+    )
     command.add_argument("--json", action="store_true", help="print one JSON object as the last line")

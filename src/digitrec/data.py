@@ -1,9 +1,10 @@
 """Datasets in LeCun's IDX format: reading, writing, finding, downloading, splitting.
 
-MNIST, Fashion-MNIST and KMNIST share the format and the 28×28 shape. A dataset is looked for,
-in order, in `--data-dir`, `$DIGITREC_DATA`, this repository's `data/` and the user cache
-(`~/.cache/digitrec`); where it is in none of them it is downloaded, checked against its SHA-256
-and written atomically into `$DIGITREC_DATA` or the cache.
+MNIST, Fashion-MNIST and KMNIST share the format and the 28×28 shape. A dataset is read from
+`--data-dir` where one is given, and from nowhere else: a folder without it is an error, never a
+silent fall-back to other data. Otherwise it is looked for, in order, in `$DIGITREC_DATA`, this
+repository's `data/` and the user cache (`~/.cache/digitrec`); where it is in none of them it is
+downloaded, checked against its SHA-256 and written atomically into `$DIGITREC_DATA` or the cache.
 
 The validation split is the first 5,000 training images, as in TensorFlow's original
 `input_data` module that the tutorial used; models and epochs are chosen on it. The test set
@@ -162,9 +163,9 @@ def read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
     return images, labels
 
 
-def default_roots(data_dir: Path | str | None = None) -> list[Path]:
-    """The folders searched for datasets, in order: --data-dir, $DIGITREC_DATA, ./data, cache."""
-    roots = [Path(data_dir)] if data_dir else []
+def default_roots() -> list[Path]:
+    """The folders searched for a dataset where no --data-dir is given: $DIGITREC_DATA, ./data, cache."""
+    roots = []
     if env := os.environ.get("DIGITREC_DATA"):
         roots.append(Path(env))
     roots += [Path(__file__).resolve().parents[2] / "data", cache_root()]
@@ -246,10 +247,11 @@ def load_dataset(
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     spec = DATASETS[name]
-    roots = default_roots(data_dir)
-    paths = find_files(spec, roots)
-    if paths is None:
-        paths = _download_or_explain(spec, roots, allow_download, progress)
+    if data_dir:
+        paths = _in_data_dir(spec, Path(data_dir))
+    else:
+        roots = default_roots()
+        paths = find_files(spec, roots) or _download_or_explain(spec, roots, allow_download, progress)
     train_images, train_labels = read_split(paths["train_images"], paths["train_labels"])
     test_images, test_labels = read_split(paths["test_images"], paths["test_labels"])
     if len(train_images) <= VALIDATION_SIZE:
@@ -260,6 +262,17 @@ def load_dataset(
     return Dataset(
         name, train_images[v:], train_labels[v:], train_images[:v], train_labels[:v], test_images, test_labels
     )
+
+
+def _in_data_dir(spec: DatasetSpec, folder: Path) -> dict[str, Path]:
+    """The dataset's files in `folder` or `folder/NAME/`; what is missing there, if they are not."""
+    if paths := find_files(spec, [folder]):
+        return paths
+    if not folder.is_dir():
+        raise DataError(f"--data-dir {folder}: no such folder")
+    place = folder / spec.name if (folder / spec.name).is_dir() else folder
+    missing = [FILE_NAMES[role] for role in ROLES if _existing(place / FILE_NAMES[role]) is None]
+    raise DataError(f"--data-dir {folder}: {place} has no {', '.join(missing)} of {spec.name}")
 
 
 def _download_or_explain(
