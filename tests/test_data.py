@@ -111,7 +111,7 @@ def test_a_data_dir_without_the_dataset_is_refused_not_passed_over(tmp_path):
     )
     with pytest.raises(DataError, match="fashion-mnist"):
         data.load_dataset("fashion-mnist", tmp_path)
-    with pytest.raises(DataError, match="no such folder"):
+    with pytest.raises(DataError, match="not a folder"):
         data.load_dataset("mnist", tmp_path / "typo")
 
 

@@ -269,7 +269,7 @@ def _in_data_dir(spec: DatasetSpec, folder: Path) -> dict[str, Path]:
     if paths := find_files(spec, [folder]):
         return paths
     if not folder.is_dir():
-        raise DataError(f"--data-dir {folder}: no such folder")
+        raise DataError(f"--data-dir {folder}: not a folder")
     place = folder / spec.name if (folder / spec.name).is_dir() else folder
     missing = [FILE_NAMES[role] for role in ROLES if _existing(place / FILE_NAMES[role]) is None]
     raise DataError(f"--data-dir {folder}: {place} has no {', '.join(missing)} of {spec.name}")
