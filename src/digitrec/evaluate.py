@@ -32,7 +32,8 @@ def evaluate(
         (data.test_images, data.test_labels) if split == "test" else (data.val_images, data.val_labels)
     )
     started = time.perf_counter()
-    probs = loaded.backend.predict_proba(scale(images))
+    scaled = scale(images)
+    probs = loaded.backend.predict_proba(scaled)
     figures = {
         "model": str(loaded.path),
         "dataset": dataset,
@@ -43,7 +44,7 @@ def evaluate(
     figures["calibration"] = calibration(labels, probs)
     figures["seconds"] = round(time.perf_counter() - started, 3)
     if report_dir is not None:
-        _report(loaded, figures, scale(images), labels, probs, Path(report_dir))
+        _report(loaded, figures, scaled, labels, probs, Path(report_dir))
     return figures
 
 
