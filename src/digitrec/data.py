@@ -182,10 +182,15 @@ def find_files(spec: DatasetSpec, roots: list[Path]) -> dict[str, Path] | None:
     """The first folder holding all four files, as `<root>/<name>/` or `<root>/` itself."""
     for root in roots:
         for folder in (root / spec.name, root):
-            paths = {role: _existing(folder / FILE_NAMES[role]) for role in ROLES}
+            paths = _files_in(folder)
             if all(paths.values()):
                 return paths  # type: ignore[return-value]
     return None
+
+
+def _files_in(folder: Path) -> dict[str, Path | None]:
+    """Each role's file in `folder`, or None where it is not there."""
+    return {role: _existing(folder / FILE_NAMES[role]) for role in ROLES}
 
 
 def _existing(path: Path) -> Path | None:
@@ -271,7 +276,7 @@ def _in_data_dir(spec: DatasetSpec, folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise DataError(f"--data-dir {folder}: not a folder")
     place = folder / spec.name if (folder / spec.name).is_dir() else folder
-    missing = [FILE_NAMES[role] for role in ROLES if _existing(place / FILE_NAMES[role]) is None]
+    missing = [FILE_NAMES[role] for role, path in _files_in(place).items() if path is None]
     raise DataError(f"--data-dir {folder}: {place} has no {', '.join(missing)} of {spec.name}")
 
 
