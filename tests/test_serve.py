@@ -262,6 +262,36 @@ def test_the_serve_command_says_where_it_serves_and_stops_on_ctrl_c(tiny_model_d
     assert server.returncode == 130 and err.strip().splitlines()[-1] == "digitrec: interrupted"
 
 
+def test_a_model_that_cannot_answer_fails_serve_before_it_announces_and_frees_the_port(
+    tiny_model_dir, monkeypatch
+):
+    import socket
+
+    from digitrec.errors import ModelError
+    from digitrec.recognizer import Recognizer
+    from digitrec.serve import ServeConfig, serve
+
+    def cannot_answer(images):
+        raise ModelError("the model cannot answer")
+
+    real_load = Recognizer.load
+
+    def load_broken(model):
+        recognizer = real_load(model)
+        monkeypatch.setattr(recognizer, "predict_proba", cannot_answer)
+        return recognizer
+
+    monkeypatch.setattr(Recognizer, "load", staticmethod(load_broken))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    announced = []
+    with pytest.raises(ModelError, match="cannot answer"):
+        serve(tiny_model_dir, ServeConfig(port=port), announce=announced.append)
+    assert announced == []
+    socket.create_server(("127.0.0.1", port)).close()
+
+
 def test_a_port_already_taken_is_one_line_and_exit_2(capsys):
     import socket
 

@@ -129,16 +129,22 @@ def _request_metrics(registry: CollectorRegistry) -> tuple[Counter, Histogram]:
 
 
 def _lifespan(recognizer: Recognizer, config: ServeConfig):
-    """Set `app.state.infer`: LiteRT answers inline, a Keras model through the micro-batcher."""
+    """Set `app.state.infer`: LiteRT answers inline, a Keras model through the micro-batcher.
+
+    A Keras model answers once per batch size here, as the app is built: its compiled function
+    is traced before the first request, and a model that cannot answer fails `create_app` with
+    its own error, rather than uvicorn's startup, which prints a traceback and exits 3.
+    """
+    keras_model = not isinstance(recognizer.backend, LiteRTBackend)
+    for size in (1, 2, 3, 5, config.max_batch) if keras_model else ():
+        recognizer.predict_proba(np.zeros((size, 28, 28), np.float32))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if isinstance(recognizer.backend, LiteRTBackend):
+        if not keras_model:
             app.state.infer = inline(recognizer.predict_proba)
             yield
             return
-        for size in (1, 2, 3, 5, config.max_batch):  # trace the compiled function for any batch size now
-            recognizer.predict_proba(np.zeros((size, 28, 28), np.float32))
         batcher = MicroBatcher(recognizer.predict_proba, config.max_batch, config.batch_window_s)
         app.state.infer = batcher.submit
         yield
