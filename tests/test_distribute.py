@@ -102,3 +102,25 @@ print("ACCURACY", result.accuracy)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.split("ACCURACY")[-1]) > 0.85 and (tmp_path / "m" / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("loop", ["fit", "tf.distribute"])
+def test_early_stopping_keeps_the_best_epochs_weights_in_either_loop(tmp_path, loop):
+    import json
+
+    import tensorflow as tf
+
+    from digitrec.distribute import train_distributed
+    from digitrec.recipes import recipe
+    from digitrec.train import train
+
+    # Plain gradient descent at a learning rate this large overshoots: validation peaks, then falls.
+    config = recipe("softmax", epochs=5, lr=3.0, patience=2, train_limit=1000)
+    if loop == "fit":
+        train(config, tmp_path, log=lambda line: None)
+    else:
+        train_distributed(config, tmp_path, tf.distribute.get_strategy(), log=lambda line: None)
+    history = [epoch["val_accuracy"] for epoch in json.loads((tmp_path / "history.json").read_text())]
+    saved = json.loads((tmp_path / "metadata.json").read_text())["metrics"]["validation"]["accuracy"]
+    assert history[-1] < max(history)  # the case this test is about: the last epoch is not the best
+    assert saved == pytest.approx(max(history), abs=1e-4)

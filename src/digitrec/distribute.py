@@ -132,17 +132,20 @@ def train_distributed(
 
 
 def _run_epochs(trainer, callbacks: list, run_epoch: Callable[[], dict], epochs: range) -> None:
-    """What `fit` does around its epochs: the callbacks (checkpoints, validation, early stopping)."""
-    for callback in callbacks:
-        callback.set_model(trainer)
+    """What `fit` does around its epochs: the callbacks (checkpoints, validation, early stopping).
+
+    Through Keras's own `CallbackList`, so each callback hears the whole protocol: early
+    stopping, for one, restores the best epoch's weights only in `on_train_end`.
+    """
+    hooks = keras.callbacks.CallbackList(callbacks, model=trainer)
+    hooks.on_train_begin()
     for epoch in epochs:
-        for callback in callbacks:
-            callback.on_epoch_begin(epoch)
+        hooks.on_epoch_begin(epoch)
         logs = run_epoch()
-        for callback in callbacks:
-            callback.on_epoch_end(epoch, logs)
+        hooks.on_epoch_end(epoch, logs)
         if trainer.stop_training:
             break
+    hooks.on_train_end()
 
 
 def _silent(line: str) -> None:
