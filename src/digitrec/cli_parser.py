@@ -71,7 +71,10 @@ def _add_schedule_flags(group) -> None:
     group.add_argument("--lr", type=_positive_float, help="learning rate (the peak, for schedules)")
     group.add_argument("--seed", type=int, help="seed of weights, shuffling and augmentation (0)")
     group.add_argument(
-        "--patience", type=_positive_int, metavar="N", help="stop after N epochs without better validation"
+        "--patience",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N epochs without better validation, keeping the best epoch's weights",
     )
     group.add_argument(
         "--precision",
