@@ -11,7 +11,6 @@ Usage: python benchmarks/serve_load.py [--model M] [--clients 32] [--requests 60
 import argparse
 import http.client
 import io
-import os
 import subprocess
 import sys
 import threading
@@ -65,6 +64,34 @@ def client(port: int, uploads: list[bytes], latencies: list[float], errors: list
         latencies.append(time.perf_counter() - started)
 
 
+def wait_until_healthy(port: int, server: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                reason = server.stderr.read().decode() if server.stderr else ""
+                raise SystemExit(f"the server did not start: {reason}") from None
+            time.sleep(0.2)
+
+
+def run_clients(port: int, uploads: list[bytes], clients: int) -> tuple[list[float], list[str], float]:
+    """Every client sends every upload; the latencies, the errors and the wall time of it all."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    threads = [
+        threading.Thread(target=client, args=(port, uploads, latencies, errors)) for _ in range(clients)
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors, time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="default")
@@ -72,39 +99,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=60)
     args = parser.parse_args()
     [port] = free_ports(1)
-    server = subprocess.Popen(
-        [str(BIN / "digitrec"), "serve", "--model", args.model, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ},
-    )
+    command = [str(BIN / "digitrec"), "serve", "--model", args.model, "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"the server did not start: {server.stderr.read().decode() if server.stderr else ''}"
-                    ) from None
-                time.sleep(0.2)
+        wait_until_healthy(port, server)
         uploads = png_uploads(args.requests)
         for png in uploads[:20]:  # warm-up: traces, caches
             client(port, [png], [], [])
-        latencies: list[float] = []
-        errors: list[str] = []
-        threads = [
-            threading.Thread(target=client, args=(port, uploads, latencies, errors))
-            for _ in range(args.clients)
-        ]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        latencies, errors, elapsed = run_clients(port, uploads, args.clients)
     finally:
         server.terminate()
         server.wait(timeout=10)
