@@ -84,6 +84,18 @@ def test_bad_export_requests_are_refused(tiny_model_dir, tmp_path, fmt, out, fra
         export(tiny_model_dir, fmt, tmp_path / out)
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "savedmodel"])
+def test_an_export_where_a_file_blocks_the_folder_names_the_out_path(tiny_model_dir, tmp_path, fmt, capsys):
+    from digitrec.cli import main
+
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / "a-file" / ("m.tflite" if fmt == "tflite" else "m")
+    command = ["export", "--model", str(tiny_model_dir), "--format", fmt, "--out", str(out)]
+    assert main([*command, "--data-dir", str(MNIST_DIR)]) == 2
+    assert capsys.readouterr().err == f"digitrec: error: {out}: Not a directory\n"
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
+
 def test_a_litert_model_predicts_without_importing_tensorflow(exported, tmp_path):
     from PIL import Image
 

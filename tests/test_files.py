@@ -36,3 +36,13 @@ def test_temporaries_left_by_a_killed_writer_are_cleared_once_stale(tmp_path):
     atomic_write_text(tmp_path / "model.keras", "whole")
     assert not stale.exists() and young.exists() and unrelated.exists()
     assert (tmp_path / "model.keras").read_text() == "whole"
+
+
+@pytest.mark.parametrize("blocked", ["a-file/m.keras", "a-file/deeper/m.keras"])
+def test_a_file_in_the_way_of_the_folder_is_reported_under_the_target(tmp_path, blocked):
+    (tmp_path / "a-file").write_text("kept")
+    target = tmp_path / blocked
+    with pytest.raises(NotADirectoryError) as raised, atomic_path(target):
+        pass
+    assert raised.value.filename == str(target) and raised.value.strerror == "Not a directory"
+    assert (tmp_path / "a-file").read_text() == "kept"

@@ -19,7 +19,7 @@ import numpy as np
 from digitrec.artifact import library_versions, load_model
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.files import atomic_path, atomic_write_text, sha256_of, silenced_stderr, size_of
+from digitrec.files import atomic_path, atomic_write_text, reported_as, sha256_of, silenced_stderr, size_of
 from digitrec.recognizer import Recognizer
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
@@ -76,9 +76,8 @@ def _write(model, fmt: str, out: Path, representative: np.ndarray) -> None:
         with atomic_path(out) as tmp:
             model.save(tmp)
     else:
-        tflite = _to_tflite(model, representative if fmt == "tflite-int8" else None)
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(tflite)
+        with atomic_path(out) as tmp:  # entered first: a folder that cannot hold `out` fails at once
+            tmp.write_bytes(_to_tflite(model, representative if fmt == "tflite-int8" else None))
 
 
 def _to_tflite(model, representative: np.ndarray | None) -> bytes:
@@ -104,8 +103,9 @@ def _to_tflite(model, representative: np.ndarray | None) -> bytes:
 
 def _replace_dir(out: Path, write) -> None:
     """Write a directory beside `out`, then swap it in: a failure leaves `out` as it was."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    with reported_as(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
         shutil.rmtree(tmp)
         write(tmp)

@@ -1,6 +1,7 @@
 """Files written so that a crash at any moment leaves the old version or the new, never half of one."""
 
 import contextlib
+import errno
 import hashlib
 import os
 import sys
@@ -20,18 +21,30 @@ def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 @contextlib.contextmanager
+def reported_as(target: Path) -> Iterator[None]:
+    """An OSError in the block names `target`, the path the user gave, not a temporary beside it."""
+    try:
+        yield
+    except FileExistsError as exc:  # `mkdir` met a file where a folder of `target`'s path should be
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target)) from exc
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
+
+
+@contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target` in one rename.
 
     The temporary file lives in the same directory so `os.replace` is atomic on POSIX; on failure
     it is removed and `target` is untouched.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target)
-    # The suffix keeps the real extension last: Keras insists that a model path ends in ".keras".
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
-    )
+    with reported_as(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target)
+        # The suffix keeps the real extension last: Keras insists that a model path ends in ".keras".
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
+        )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
