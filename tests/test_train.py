@@ -193,6 +193,17 @@ def test_tensorboard_logs_without_tensorflow_are_refused_before_training(tmp_pat
     assert not (tmp_path / "m").exists() and not (tmp_path / "tb").exists()
 
 
+def test_a_tensorboard_folder_that_cannot_be_made_is_one_line_before_training(tmp_path, capsys):
+    from digitrec.cli import main
+
+    (tmp_path / "a-file").write_text("kept")
+    logs = tmp_path / "a-file" / "tb"
+    command = ["train", "--model", "softmax", "--epochs", "1", "--out", str(tmp_path / "m")]
+    assert main([*command, "--tensorboard", str(logs)]) == 2
+    assert capsys.readouterr().err == f"digitrec: error: {logs}: Not a directory\n"
+    assert list((tmp_path / "m").iterdir()) == [] and (tmp_path / "a-file").read_text() == "kept"
+
+
 def test_an_ema_of_the_weights_is_what_gets_saved(tmp_path):
     weights = []
     for name, ema in (("plain", 0.0), ("ema", 0.9)):

@@ -21,7 +21,7 @@ from digitrec.augment import augmenter
 from digitrec.checkpoints import EpochCheckpoint, load_checkpoint, remove_checkpoints, start_point
 from digitrec.data import Dataset, load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.files import atomic_write_text
+from digitrec.files import atomic_write_text, reported_as
 from digitrec.metrics import classification_metrics
 from digitrec.models import IMAGE_SHAPE, NUM_CLASSES, build, float32_copy, precision_warning, predict_proba
 from digitrec.recipes import TrainConfig
@@ -52,7 +52,9 @@ def train(
         raise ConfigError("TensorBoard logs are written with TensorFlow, which is not installed here")
     out_dir = Path(out_dir)
     start_epoch, history = start_point(config, out_dir, resume)
-    out_dir.mkdir(parents=True, exist_ok=True)  # where it cannot be made, fail now, not after an epoch
+    for folder in filter(None, (out_dir, tensorboard_dir)):  # where one cannot be made: now, not later
+        with reported_as(Path(folder)):
+            Path(folder).mkdir(parents=True, exist_ok=True)
     if warning := precision_warning(config.precision):
         log(warning)
     _set_op_threads(config.op_threads)
