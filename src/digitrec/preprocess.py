@@ -94,7 +94,9 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: declared size is over the {MAX_PIXELS:,}-pixel limit ({exc})") from exc
+        # Pillow's words would name its own limit, twice ours: the figures say the same in ours.
+        limit = f"more than {2 * MAX_PIXELS:,} pixels, over the {MAX_PIXELS:,}-pixel limit"
+        raise ImageError(f"{name}: {limit}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{name}: not a readable image ({exc})") from exc
 
