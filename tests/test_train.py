@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,9 +73,15 @@ def test_training_writes_history_and_reports_the_tutorials_test_accuracy(tmp_pat
     )
 
 
-def test_a_finished_model_is_never_overwritten(tmp_path, tiny_model_dir):
-    with pytest.raises(ConfigError, match="already holds a model"):
-        train(recipe("softmax", epochs=1, train_limit=500), tiny_model_dir, log=_quiet)
+def test_a_finished_model_is_never_overwritten_nor_resumed(tmp_path, tiny_model_dir):
+    before = (tiny_model_dir / "model.keras").read_bytes()
+    config = recipe("softmax", epochs=1, train_limit=500)
+    where = re.escape(str(tiny_model_dir))
+    with pytest.raises(ConfigError, match=f"^{where} already holds a trained model; choose another --out$"):
+        train(config, tiny_model_dir, log=_quiet)
+    with pytest.raises(ConfigError, match=f"^nothing to resume: {where} holds a finished model$"):
+        train(config, tiny_model_dir, resume=True, log=_quiet)
+    assert (tiny_model_dir / "model.keras").read_bytes() == before
 
 
 def _wait_for(path, process, timeout_s: float = 120) -> None:
@@ -108,6 +115,8 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_and_finishes(tmp_path):
     process.communicate()
     assert not (out / "model.keras").exists()
     done_before = json.loads((out / "checkpoint.json").read_text())["epoch"]
+    with pytest.raises(ConfigError, match="holds an unfinished run; pass --resume to continue it"):
+        train(recipe("fast", epochs=3, train_limit=4000), out, log=_quiet)
 
     resumed = subprocess.run(
         [*command[:3], "train", "--resume", "--out", str(out), "--json"],

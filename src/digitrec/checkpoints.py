@@ -48,11 +48,12 @@ class EpochCheckpoint(keras.callbacks.Callback):
 def _fresh_start(out_dir: Path) -> tuple[int, list[dict]]:
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir} is a file; a run is saved into a directory: choose another --out")
-    if (out_dir / MODEL_FILE).exists() or (out_dir / CHECKPOINT_INDEX).exists():
+    if (out_dir / CHECKPOINT_INDEX).exists():
         raise ConfigError(
-            f"{out_dir} already holds a model or a checkpoint; "
-            "pass --resume to continue it or choose another --out"
+            f"{out_dir} holds an unfinished run; pass --resume to continue it or choose another --out"
         )
+    if (out_dir / MODEL_FILE).exists():
+        raise ConfigError(f"{out_dir} already holds a trained model; choose another --out")
     return 0, []
 
 
@@ -62,6 +63,8 @@ def read_checkpoint(out_dir: Path | str) -> dict:
     try:
         return json.loads(index.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if (index.parent / MODEL_FILE).exists():  # a run's checkpoints are deleted once it is saved
+            raise ConfigError(f"nothing to resume: {index.parent} holds a finished model") from None
         raise ConfigError(f"nothing to resume: {index} does not exist") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{index}: unreadable checkpoint index ({exc})") from exc

@@ -78,7 +78,7 @@ def _report_trained(args: argparse.Namespace, result, name: str) -> None:
         args,
         summary,
         f"test accuracy {result.accuracy:.4f} (validation {result.val_accuracy:.4f}) "
-        f"after {result.epochs} epochs, {result.train_seconds:.1f} s of training; "
+        f"after {result.epochs} epoch{'s' * (result.epochs != 1)}, {result.train_seconds:.1f} s of training; "
         f"saved to {result.model_dir}",
     )
 
