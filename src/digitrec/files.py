@@ -22,12 +22,17 @@ def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
 
 @contextlib.contextmanager
 def reported_as(target: Path) -> Iterator[None]:
-    """An OSError in the block names `target`, the path the user gave, not a temporary beside it."""
+    """An OSError in the block names `target`, the path the user gave, not a temporary beside it.
+
+    A file where a folder of the path should be (`mkdir` says "File exists") is "Not a directory".
+    """
     try:
         yield
-    except FileExistsError as exc:  # `mkdir` met a file where a folder of `target`'s path should be
+    except FileExistsError as exc:
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target)) from exc
     except OSError as exc:
+        if exc.strerror is None:  # no errno to restate
+            raise
         raise OSError(exc.errno, exc.strerror, str(target)) from exc
 
 
