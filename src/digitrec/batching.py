@@ -7,7 +7,7 @@ the model once for all, so its fixed cost per call is shared as the load grows.
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 
@@ -67,7 +67,9 @@ class MicroBatcher:
             start += len(images)
 
 
-def inline(predict_proba: Callable[[np.ndarray], np.ndarray]):
+def inline(
+    predict_proba: Callable[[np.ndarray], np.ndarray],
+) -> Callable[[np.ndarray], Awaitable[np.ndarray]]:
     """`predict_proba` behind the same awaitable interface as `MicroBatcher.submit`."""
 
     async def infer(images: np.ndarray) -> np.ndarray:

@@ -90,10 +90,12 @@ def _resume_point(config: TrainConfig, out_dir: Path) -> tuple[int, list[dict]]:
 
 
 def load_checkpoint(out_dir: Path) -> keras.Model:
+    """The model, optimizer state included, of the run's last checkpoint."""
     return keras.saving.load_model(out_dir / read_checkpoint(out_dir)["file"], safe_mode=True)
 
 
 def remove_checkpoints(out_dir: Path) -> None:
+    """Delete a finished run's checkpoints and their index: the saved model replaces them."""
     for old in out_dir.glob("epoch-*.keras"):
         old.unlink(missing_ok=True)
     (out_dir / CHECKPOINT_INDEX).unlink(missing_ok=True)

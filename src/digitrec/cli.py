@@ -283,6 +283,7 @@ _HANDLERS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command line; the exit code: 0, 2 for a refused input, 130 when interrupted."""
     args = build_parser().parse_args(argv)
     try:
         if not args.debug and _needs_keras(args):

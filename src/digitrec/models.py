@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from digitrec.errors import ConfigError
@@ -173,14 +174,12 @@ def float32_copy(model: keras.Model, name: str) -> keras.Model:
     return copy
 
 
-def predict_proba(model: keras.Model, images, batch_size: int = 2000):
+def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 2000) -> np.ndarray:
     """Probabilities `(n, 10)` as NumPy, calling the model directly in inference mode.
 
     A direct call skips the set-up `model.predict` pays on every use (a data adapter, a traced
     function), which dominates for the small, frequent predictions of training and serving.
     """
-    import numpy as np
-
     if len(images) == 0:
         return np.zeros((0, NUM_CLASSES), np.float32)
     batches = [

@@ -52,9 +52,10 @@ def train(
         raise ConfigError("TensorBoard logs are written with TensorFlow, which is not installed here")
     out_dir = Path(out_dir)
     start_epoch, history = start_point(config, out_dir, resume)
-    for folder in filter(None, (out_dir, tensorboard_dir)):  # where one cannot be made: now, not later
-        with reported_as(Path(folder)):
-            Path(folder).mkdir(parents=True, exist_ok=True)
+    folders = [out_dir, Path(tensorboard_dir)] if tensorboard_dir else [out_dir]
+    for folder in folders:  # where one cannot be made: now, not after an epoch
+        with reported_as(folder):
+            folder.mkdir(parents=True, exist_ok=True)
     if warning := precision_warning(config.precision):
         log(warning)
     _set_op_threads(config.op_threads)
