@@ -136,8 +136,9 @@ def _lifespan(recognizer: Recognizer, config: ServeConfig):
     its own error, rather than uvicorn's startup, which prints a traceback and exits 3.
     """
     keras_model = not isinstance(recognizer.backend, LiteRTBackend)
-    for size in (1, 2, 3, 5, config.max_batch) if keras_model else ():
-        recognizer.predict_proba(np.zeros((size, 28, 28), np.float32))
+    if keras_model:
+        for size in (1, 2, 3, 5, config.max_batch):
+            recognizer.predict_proba(np.zeros((size, 28, 28), np.float32))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
