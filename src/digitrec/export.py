@@ -10,7 +10,6 @@ source model, the format, the SHA-256, and the test accuracy measured on the exp
 
 import datetime
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from digitrec.artifact import library_versions, load_model
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.files import atomic_path, atomic_write_text, reported_as, sha256_of, silenced_stderr, size_of
+from digitrec.files import atomic_dir, atomic_path, atomic_write_text, sha256_of, silenced_stderr, size_of
 from digitrec.recognizer import Recognizer
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
@@ -71,7 +70,8 @@ def _check_target(fmt: str, out: Path, force: bool) -> None:
 def _write(model, fmt: str, out: Path, representative: np.ndarray) -> None:
     """`model` in `fmt` at `out`, atomically; `representative` calibrates an int8 model's ranges."""
     if fmt == "savedmodel":
-        _replace_dir(out, lambda tmp: model.export(str(tmp), format="tf_saved_model", verbose=False))
+        with atomic_dir(out) as tmp:
+            model.export(str(tmp), format="tf_saved_model", verbose=False)
     elif fmt == "keras":
         with atomic_path(out) as tmp:
             model.save(tmp)
@@ -99,23 +99,3 @@ def _to_tflite(model, representative: np.ndarray | None) -> bytes:
             converter.inference_output_type = tf.int8
         with silenced_stderr():  # the converter's C++ prints its settings; replayed if it fails
             return converter.convert()
-
-
-def _replace_dir(out: Path, write) -> None:
-    """Write a directory beside `out`, then swap it in: a failure leaves `out` as it was."""
-    with reported_as(out):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    try:
-        shutil.rmtree(tmp)
-        write(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -72,7 +73,45 @@ def remove_stale_temporaries(target: Path, older_than_s: float = 3600.0) -> None
     for leftover in target.parent.glob(f".{target.stem}.*.part{target.suffix}"):
         with contextlib.suppress(OSError):  # another process may be removing it too
             if leftover.stat().st_mtime < cutoff:
-                leftover.unlink()
+                _remove(leftover)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty folder beside `target`; on success it takes `target`'s place.
+
+    POSIX cannot swap two folders in one rename, so the old version steps aside to
+    `.NAME.old` first and is deleted once the new one is in: a kill between the two renames
+    leaves the old version there, never half of either. On failure `target` is untouched.
+    """
+    with reported_as(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target)
+        tmp = Path(
+            tempfile.mkdtemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
+        )
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes folders private; an exported model is not secret
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            _remove(old)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+        if old.exists():
+            _remove(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or a whole folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def atomic_write_text(target: Path, text: str) -> None:
