@@ -1,4 +1,6 @@
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A well-formed PNG that declares `width` × `height` grey pixels and holds almost none."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 99))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="session")

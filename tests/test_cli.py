@@ -5,12 +5,13 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from digitrec.cli import main
 from digitrec.data import load_dataset, scale
 from digitrec.synth import PhotoStyle, render_photo
 
-from .conftest import MNIST_DIR
+from .conftest import MNIST_DIR, png_header
 
 
 def _last_json(out: str) -> dict:
@@ -140,6 +141,16 @@ def test_predict_reports_an_unreadable_file_and_answers_the_others(tmp_path, cap
         captured.err.startswith(prefix)
         and captured.err.count("\n") == 1
         and captured.err.count("broken") == 1
+    )
+
+
+def test_predict_refuses_a_decompression_bomb_with_its_own_limit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # main() sets it
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(10_000, 10_000))  # 100 megapixels: Pillow's default only warns
+    assert main(["predict", str(bomb)]) == 2
+    assert capsys.readouterr().err == (
+        f"digitrec: error: {bomb}: more than 80,000,000 pixels, over the 40,000,000-pixel limit\n"
     )
 
 

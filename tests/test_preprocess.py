@@ -1,7 +1,7 @@
 import io
-import struct
+import subprocess
+import sys
 import warnings
-import zlib
 
 import numpy as np
 import pytest
@@ -10,10 +10,10 @@ from scipy import ndimage
 
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ImageError
-from digitrec.preprocess import find_images, load_grey, normalise, segment, to_mnist
+from digitrec.preprocess import find_images, limit_pillow_pixels, load_grey, normalise, segment, to_mnist
 from digitrec.synth import PhotoStyle, render_photo
 
-from .conftest import MNIST_DIR
+from .conftest import MNIST_DIR, png_header
 
 
 @pytest.fixture(scope="module")
@@ -153,39 +153,46 @@ def test_unreadable_inputs_raise_one_clear_image_error(source, fragment):
         to_mnist(source)
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A well-formed PNG that declares `width` × `height` grey pixels and holds almost none."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 99))
-        + chunk(b"IEND", b"")
-    )
+@pytest.fixture
+def pillow_limited(monkeypatch):
+    """Pillow as the CLI and the server set it up; its settings come back afterwards."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    with warnings.catch_warnings():
+        limit_pillow_pixels()
+        yield
 
 
-def test_a_decompression_bomb_is_refused_before_decoding():
+def test_a_decompression_bomb_is_refused_before_decoding(pillow_limited):
     with pytest.raises(
         ImageError, match=r"^the image bytes: more than 80,000,000 pixels, over the 40,000,000-pixel limit$"
     ):
-        to_mnist(_png_header(50_000, 50_000))  # 2.5 gigapixels declared in 80 bytes
+        to_mnist(png_header(50_000, 50_000))  # 2.5 gigapixels declared in 80 bytes
 
 
-def test_an_image_over_the_pixel_limit_is_refused_from_its_header():
-    # As outside the tests, where Pillow's warning between once and twice its limit is ignored:
-    # the refusal must come from the declared size, not from decoding the (truncated) pixels.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with pytest.raises(
-            ImageError, match=r"^the image bytes: 7000×7000 pixels, over the 40,000,000-pixel limit$"
-        ):
-            to_mnist(_png_header(7000, 7000))
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(pillow_limited):
+    # Pillow only warns between once and twice its limit (silenced there): the refusal must come
+    # from the declared size, not from decoding the (truncated) pixels.
+    with pytest.raises(
+        ImageError, match=r"^the image bytes: 7000×7000 pixels, over the 40,000,000-pixel limit$"
+    ):
+        to_mnist(png_header(7000, 7000))
     with pytest.raises(ImageError, match=r"^the image bytes: not a readable image \(image file is truncated"):
-        to_mnist(_png_header(3000, 3000))
+        to_mnist(png_header(3000, 3000))
+
+
+def test_importing_digitrec_leaves_pillows_limit_alone_and_still_refuses_bombs():
+    script = (
+        "from PIL import Image; default = Image.MAX_IMAGE_PIXELS\n"
+        "from digitrec.preprocess import to_mnist\n"
+        "assert Image.MAX_IMAGE_PIXELS == default, Image.MAX_IMAGE_PIXELS\n"
+        f"to_mnist({png_header(50_000, 50_000)!r})\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    last_line = run.stderr.strip().splitlines()[-1]
+    assert last_line == (
+        "digitrec.errors.ImageError: the image bytes: "
+        "more than 178,956,970 pixels, over the 40,000,000-pixel limit"
+    )
 
 
 def test_normalise_keeps_aspect_ratio():

@@ -8,7 +8,7 @@ from PIL import Image
 from digitrec.data import load_dataset, scale
 from digitrec.synth import PhotoStyle, render_photo
 
-from .conftest import MNIST_DIR
+from .conftest import MNIST_DIR, png_header
 
 
 @pytest.fixture(scope="module")
@@ -141,22 +141,10 @@ def test_health_metrics_docs_and_page(live_server):
     assert httpx.get(f"{live_server}/").headers["content-type"].startswith("text/html")
 
 
-def _bomb_png() -> bytes:
-    """A valid 1×1 PNG whose header claims 50,000 × 50,000 pixels."""
-    out = io.BytesIO()
-    Image.new("L", (1, 1)).save(out, "PNG")
-    raw = bytearray(out.getvalue())
-    raw[16:24] = (50_000).to_bytes(4, "big") * 2
-    import zlib
-
-    raw[29:33] = zlib.crc32(bytes(raw[12:29])).to_bytes(4, "big")  # a correct IHDR checksum
-    return bytes(raw)
-
-
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        (_bomb_png(), "pixel limit"),
+        (png_header(50_000, 50_000), "pixel limit"),
         (
             render_photo(np.eye(28, dtype=np.float32), PhotoStyle(jpeg_quality=None))[:3000],
             "not a readable image",

@@ -168,9 +168,10 @@ def _show(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from digitrec.preprocess import IMAGE_SUFFIXES, find_images
+    from digitrec.preprocess import IMAGE_SUFFIXES, find_images, limit_pillow_pixels
     from digitrec.recognizer import Recognizer
 
+    limit_pillow_pixels()
     recognizer = Recognizer.load(args.model)
     files = find_images(args.paths)
     if not files:

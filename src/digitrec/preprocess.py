@@ -36,10 +36,16 @@ FRAME_SIDE = 28  # ... and centres it by mass in 28 × 28
 MIN_CONTRAST = 0.12  # less ink-to-paper contrast than this is an empty image
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
-# Pillow's own bomb check: an error from twice this size; between once and twice only a warning,
-# which `load_grey` makes redundant by refusing such an image from its header, before decoding.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+def limit_pillow_pixels() -> None:
+    """Make Pillow's own bomb check stop images at twice `MAX_PIXELS`, for the whole process.
+
+    Between once and twice Pillow only warns, which is redundant: `load_grey` refuses such an
+    image from its header, before decoding, so the warning is silenced. The CLI and the server
+    call this, as they own their process; a notebook that imports digitrec keeps Pillow's settings.
+    """
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,8 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Pillow's words would name its own limit, twice ours: the figures say the same in ours.
-        limit = f"more than {2 * MAX_PIXELS:,} pixels, over the {MAX_PIXELS:,}-pixel limit"
+        # Pillow's words would name its own limit: the figures say the same against ours.
+        limit = f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, over the {MAX_PIXELS:,}-pixel limit"
         raise ImageError(f"{name}: {limit}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{name}: not a readable image ({exc})") from exc

@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException
 
 from digitrec.batching import MicroBatcher, inline
 from digitrec.errors import ConfigError, DigitrecError, ImageError
+from digitrec.preprocess import limit_pillow_pixels
 from digitrec.recognizer import Prepared, Recognizer, digits_of
 from digitrec.runtime import LiteRTBackend
 
@@ -170,6 +171,7 @@ def _add_serving_routes(app: FastAPI, max_instances: int) -> None:
 
 def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> FastAPI:
     """The FastAPI application serving `recognizer`; tests pass a small real one."""
+    limit_pillow_pixels()
     registry = CollectorRegistry()
     requests, latency = _request_metrics(registry)
 
