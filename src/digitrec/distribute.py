@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -32,6 +33,9 @@ from digitrec.errors import ConfigError, DigitrecError
 from digitrec.models import precision_warning
 from digitrec.recipes import TrainConfig
 from digitrec.train import TrainResult, compiled_trainer, epoch_callbacks, finish, train, training_arrays
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 WORKER_TIMEOUT_S = 60.0
@@ -48,7 +52,7 @@ def use_data_parallel() -> int:
     return len(devices)
 
 
-def make_strategy(name: str, timeout_s: float = WORKER_TIMEOUT_S):
+def make_strategy(name: str, timeout_s: float = WORKER_TIMEOUT_S) -> "tf.distribute.Strategy":
     """The tf.distribute strategy named on the command line."""
     import tensorflow as tf
 
