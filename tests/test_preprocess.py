@@ -180,6 +180,17 @@ def test_an_image_over_the_pixel_limit_is_refused_from_its_header(pillow_limited
         to_mnist(png_header(3000, 3000))
 
 
+def test_pillows_warning_raised_as_an_error_names_the_limit_it_passed(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's own default
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(
+            ImageError,
+            match=r"^the image bytes: more than 89,478,485 pixels, over the 40,000,000-pixel limit$",
+        ):
+            to_mnist(png_header(10_000, 10_000))
+
+
 def test_importing_digitrec_leaves_pillows_limit_alone_and_still_refuses_bombs():
     script = (
         "from PIL import Image; default = Image.MAX_IMAGE_PIXELS\n"

@@ -100,9 +100,11 @@ def _open(source: str | Path | bytes, name: str) -> Image.Image:
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Pillow's words would name its own limit: the figures say the same against ours.
-        limit = f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels, over the {MAX_PIXELS:,}-pixel limit"
-        raise ImageError(f"{name}: {limit}") from exc
+        # Pillow's words name its own limit: the figures say the same against ours. Its error
+        # comes from twice that limit; its warning, an exception where warnings are errors, from once.
+        twice = isinstance(exc, Image.DecompressionBombError)
+        over = (Image.MAX_IMAGE_PIXELS or 0) * (2 if twice else 1)
+        raise ImageError(f"{name}: more than {over:,} pixels, over the {MAX_PIXELS:,}-pixel limit") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{name}: not a readable image ({exc})") from exc
 
