@@ -45,12 +45,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     it is removed and `target` is untouched.
     """
     with reported_as(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(target)
-        # The suffix keeps the real extension last: Keras insists that a model path ends in ".keras".
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
-        )
+        fd, tmp_name = tempfile.mkstemp(**_temporary_beside(target))
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -63,8 +58,19 @@ def atomic_path(target: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _temporary_beside(target: Path) -> dict:
+    """`tempfile` arguments for a temporary beside `target`, its folder made and stale ones cleared.
+
+    One naming for files and folders, the one `remove_stale_temporaries` looks for. The suffix
+    keeps the real extension last: Keras insists that a model path ends in ".keras".
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
+    return {"prefix": f".{target.stem}.", "suffix": f".part{target.suffix}", "dir": target.parent}
+
+
 def remove_stale_temporaries(target: Path, older_than_s: float = 3600.0) -> None:
-    """Delete what `atomic_path` left beside `target` when its process was killed.
+    """Delete what `atomic_path` or `atomic_dir` left beside `target` when its process was killed.
 
     Only temporaries untouched for `older_than_s`: a younger one may belong to a writer that is
     still at work in another process.
@@ -85,11 +91,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     leaves the old version there, never half of either. On failure `target` is untouched.
     """
     with reported_as(target):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(target)
-        tmp = Path(
-            tempfile.mkdtemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
-        )
+        tmp = Path(tempfile.mkdtemp(**_temporary_beside(target)))
     try:
         yield tmp
         os.chmod(tmp, 0o755)  # mkdtemp makes folders private; an exported model is not secret
@@ -102,8 +104,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         if old.exists():
             _remove(old)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a swap
 
 
 def _remove(path: Path) -> None:
