@@ -114,13 +114,17 @@ def test_early_stopping_keeps_the_best_epochs_weights_in_either_loop(tmp_path, l
     from digitrec.recipes import recipe
     from digitrec.train import train
 
-    # Plain gradient descent at a learning rate this large overshoots: validation peaks, then falls.
-    config = recipe("softmax", epochs=5, lr=3.0, patience=2, train_limit=1000)
+    # Plain gradient descent at the largest learning rate we accept overshoots: validation accuracy
+    # jumps up and down around 0.83, so two epochs without a gain come within a few epochs. How
+    # soon is chaotic (it differs between runs on a busy machine), hence the many epochs allowed.
+    config = recipe("softmax", epochs=30, lr=10.0, patience=2, train_limit=1000)
     if loop == "fit":
         train(config, tmp_path, log=lambda line: None)
     else:
         train_distributed(config, tmp_path, tf.distribute.get_strategy(), log=lambda line: None)
     history = [epoch["val_accuracy"] for epoch in json.loads((tmp_path / "history.json").read_text())]
     saved = json.loads((tmp_path / "metadata.json").read_text())["metrics"]["validation"]["accuracy"]
-    assert history[-1] < max(history)  # the case this test is about: the last epoch is not the best
+    assert len(history) < config.epochs  # early stopping ended the run
+    # The case this test is about: the best epoch (the first, if tied) is not the last.
+    assert history.index(max(history)) < len(history) - 1
     assert saved == pytest.approx(max(history), abs=1e-4)
