@@ -65,7 +65,8 @@ def test_each_bundled_model_reads_the_first_thousand_test_digits(name, architect
 
 def test_the_bundled_ensemble_averages_every_member_fixed_in_advance():
     members = load_model("ensemble").metadata["members"]
-    assert [m["seed"] for m in members] == [0, 1, 2, 3, 4]
+    # Every finished warp member: the rule in benchmarks/RESULTS.md takes none out.
+    assert [m["seed"] for m in members] == list(range(5, 13))
 
 
 def test_the_bundled_models_fit_in_twenty_megabytes():
