@@ -5,11 +5,17 @@ afresh for every batch. They act only when `training=True` and are never part of
 exported model: `train` wraps them around the model and saves the model alone.
 """
 
+from typing import Any
+
 import keras
 import numpy as np
 from keras import layers, ops
 
 from digitrec.models import IMAGE_SHAPE
+
+# Whatever the backend computes with (a tf.Tensor, a jax.Array, a NumPy array): Keras has no
+# common type for them.
+Tensor = Any
 
 
 @keras.saving.register_keras_serializable(package="digitrec")
@@ -140,7 +146,7 @@ def augmenter(
     )
 
 
-def bilinear_sample(images, rows, cols):
+def bilinear_sample(images: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """`images` (n, h, w) read at fractional (`rows`, `cols`), each (n, h, w); outside is 0.
 
     Our own rather than `ops.image.map_coordinates`: that one interpolates along the batch axis
