@@ -1,4 +1,4 @@
-"""Validation errors of candidate ensembles, for rules fixed in advance; the test set is not read.
+"""Validation errors of candidate ensembles, for rules fixed in advance; test only with --split test.
 
 Each candidate is NAME=DIR,DIR,...; every model is run once on the 5,000 validation images and
 each candidate is scored as the mean of its members' probabilities, the way `digitrec join`
