@@ -31,11 +31,7 @@ def main() -> None:
     candidates = dict(spec.split("=", 1) for spec in args.candidates)
     members = {name: dirs.split(",") for name, dirs in candidates.items()}
     data = load_dataset("mnist")
-    raw_images, labels = (
-        (data.val_images, data.val_labels)
-        if args.split == "validation"
-        else (data.test_images, data.test_labels)
-    )
+    raw_images, labels = data.split(args.split)
     images = scale(raw_images)
     probabilities = {d: predict_proba(load_model(d).model, images) for dirs in members.values() for d in dirs}
 

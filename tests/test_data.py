@@ -41,6 +41,14 @@ def test_real_mnist_splits_have_the_documented_sizes():
     assert mnist.train_images.dtype == np.uint8 and set(np.unique(mnist.test_labels)) == set(range(10))
 
 
+def test_a_split_is_named_test_or_validation(tmp_path):
+    _write_split(tmp_path)
+    split = data.load_dataset("mnist", tmp_path).split
+    (test_images, test_labels), (val_images, val_labels) = split("test"), split("validation")
+    assert test_images.shape == (7, 28, 28) and test_labels.shape == (7,)
+    assert val_images.shape == (5000, 28, 28) and val_labels.shape == (5000,)
+
+
 def test_the_bundled_files_match_the_registry_checksums():
     for name, digest in data.DATASETS["mnist"].sha256.items():
         assert sha256_of(MNIST_DIR / name) == digest

@@ -101,6 +101,13 @@ class Dataset:
     test_images: np.ndarray
     test_labels: np.ndarray
 
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The images and labels of the "test" or the "validation" split."""
+        if name == "test":
+            return self.test_images, self.test_labels
+        assert name == "validation", name  # callers check the name against their own choices
+        return self.val_images, self.val_labels
+
 
 def scale(images: np.ndarray) -> np.ndarray:
     """uint8 pixels 0..255 to the models' input: float32 in [0, 1]."""

@@ -28,9 +28,7 @@ def evaluate(
     loaded = model if isinstance(model, LoadedBackend) else load_backend(model)
     dataset = dataset or loaded.metadata.get("dataset", "mnist")
     data = load_dataset(dataset, data_dir)
-    images, labels = (
-        (data.test_images, data.test_labels) if split == "test" else (data.val_images, data.val_labels)
-    )
+    images, labels = data.split(split)
     started = time.perf_counter()
     scaled = scale(images)
     probs = loaded.backend.predict_proba(scaled)
