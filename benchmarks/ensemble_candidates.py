@@ -17,9 +17,8 @@ import argparse
 
 import numpy as np
 
-from digitrec.artifact import load_model
 from digitrec.data import load_dataset, scale
-from digitrec.models import predict_proba
+from digitrec.recognizer import Recognizer
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
     data = load_dataset("mnist")
     raw_images, labels = data.split(args.split)
     images = scale(raw_images)
-    probabilities = {d: predict_proba(load_model(d).model, images) for dirs in members.values() for d in dirs}
+    probabilities = {d: Recognizer.load(d).predict_proba(images) for dirs in members.values() for d in dirs}
 
     def errors(p: np.ndarray) -> int:
         return int((p.argmax(1) != labels).sum())

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from digitrec.data import load_dataset, scale
-from digitrec.export import export
+from digitrec.exporter import export
 from digitrec.recognizer import Recognizer
 from digitrec.synth import PhotoStyle, render_photo
 

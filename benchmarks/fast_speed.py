@@ -1,7 +1,7 @@
-"""Whole-command time of `digitrec train --model fast` against the Keras example's run to 99%.
+"""Whole-command time of `digitrec train --recipe fast` against the Keras example's run to 99%.
 
 Runs `benchmarks/keras_example.py` (the Keras "Simple MNIST convnet" until its first epoch at
-99.0% test accuracy) and `digitrec train --model fast --seed 0 --out D` one after the other,
+99.0% test accuracy) and `digitrec train --recipe fast --seed 0 --out D` one after the other,
 ROUNDS times, on the same machine, and compares medians of the whole commands. Exits 1 unless
 `fast` reaches 99.0% in at most a quarter of the baseline's time.
 
@@ -29,7 +29,7 @@ def main() -> int:
             command = [
                 str(BIN / "digitrec"),
                 "train",
-                "--model",
+                "--recipe",
                 "fast",
                 "--seed",
                 "0",

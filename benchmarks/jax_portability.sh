@@ -18,11 +18,10 @@ import sys
 import keras
 import numpy as np
 
-from digitrec.artifact import load_model
 from digitrec.data import load_dataset
-from digitrec.models import predict_proba
 from digitrec.recipes import recipe
-from digitrec.train import train
+from digitrec.recognizer import Recognizer
+from digitrec.training import train
 
 out = sys.argv[1]
 images = load_dataset(data_dir="data").test_images[:1000] / np.float32(255)
@@ -34,9 +33,9 @@ for name, config in runs.items():
     if keras.backend.backend() == "jax":
         result = train(config, f"{out}/{name}", data_dir="data", log=lambda line: None)
         print(f"jax: {name} test accuracy {result.accuracy:.4f} after 1 epoch, {result.train_seconds:.1f} s")
-        np.save(f"{out}/{name}.npy", predict_proba(load_model(f"{out}/{name}").model, images))
+        np.save(f"{out}/{name}.npy", Recognizer.load(f"{out}/{name}").predict_proba(images))
     else:
-        gap = np.abs(predict_proba(load_model(f"{out}/{name}").model, images) - np.load(f"{out}/{name}.npy")).max()
+        gap = np.abs(Recognizer.load(f"{out}/{name}").predict_proba(images) - np.load(f"{out}/{name}.npy")).max()
         print(f"tensorflow: {name} loaded; largest probability difference from JAX's {gap:.1e}")
         assert gap < 1e-4, name
 if keras.backend.backend() == "jax":
@@ -47,4 +46,4 @@ KERAS_BACKEND=jax "$venv/bin/python" "$out/probabilities.py" "$out"
 .venv/bin/python "$out/probabilities.py" "$out"
 # Data-parallel on JAX (keras.distribution.DataParallel), two host devices standing in for GPUs.
 XLA_FLAGS=--xla_force_host_platform_device_count=2 KERAS_BACKEND=jax "$venv/bin/python" -m digitrec \
-  train --model mlp --epochs 1 --train-limit 4000 --strategy mirrored --out "$(mktemp -d)/dp" --json | tail -n 1
+  train --recipe mlp --epochs 1 --train-limit 4000 --strategy mirrored --out "$(mktemp -d)/dp" --json | tail -n 1

@@ -1,6 +1,6 @@
 """Per-epoch training time and peak memory of every model in the zoo, on this machine.
 
-Each model trains for two epochs (`digitrec train --model M --epochs 2`) in its own process;
+Each model trains for two epochs (`digitrec train --recipe M --epochs 2`) in its own process;
 the second epoch's seconds (from `history.json`, so without the first epoch's tracing) and the
 process's peak resident memory are reported, with the parameter count.
 
@@ -22,7 +22,7 @@ def measure(model: str, out: Path) -> dict:
     command = [
         str(Path(sys.executable).parent / "digitrec"),
         "train",
-        "--model",
+        "--recipe",
         model,
         "--epochs",
         "2",

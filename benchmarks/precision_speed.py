@@ -14,8 +14,8 @@ import time
 import numpy as np
 
 from digitrec.data import load_dataset
+from digitrec.fitting import compiled_trainer, training_arrays
 from digitrec.recipes import recipe
-from digitrec.train import compiled_trainer, training_arrays
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 

@@ -1,4 +1,4 @@
-"""Whole-command time of `digitrec train --model softmax` against the tutorial's TF1 program.
+"""Whole-command time of `digitrec train --recipe softmax` against the tutorial's TF1 program.
 
 Runs the two commands alternately, ROUNDS times each, on the same machine in the same minutes,
 and compares medians. Prints one line per run and a verdict; exits 1 if digitrec is slower or
@@ -27,7 +27,7 @@ def main() -> int:
             command = [
                 str(BIN / "digitrec"),
                 "train",
-                "--model",
+                "--recipe",
                 "softmax",
                 "--epochs",
                 "10",

@@ -5,7 +5,7 @@ plain gradient descent (lr 0.01, batch 100, 10 epochs) and prints test accuracy 
 Its code no longer runs as published (a closed session, Python 2 prints, the removed
 `tensorflow.examples.tutorials.mnist.input_data`); this is that program with only those three
 things mended, through `tf.compat.v1`, so it can stand as the baseline for `digitrec train
---model softmax`. Like `input_data`, it trains on the 55,000 images after the first 5,000.
+--recipe softmax`. Like `input_data`, it trains on the 55,000 images after the first 5,000.
 
 Usage: python benchmarks/seed_tf1.py [DATA_DIR]   (default: data/mnist)
 """

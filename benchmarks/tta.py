@@ -12,9 +12,8 @@ import argparse
 
 import numpy as np
 
-from digitrec.artifact import load_model
 from digitrec.data import load_dataset, scale
-from digitrec.models import predict_proba
+from digitrec.recognizer import Recognizer
 
 VIEWS = {
     "image alone": [(0, 0)],
@@ -36,8 +35,8 @@ def main() -> None:
     data = load_dataset("mnist")
     images, labels = scale(data.val_images), data.val_labels
     for name in args.models:
-        model = load_model(name).model
-        by_shift = {s: predict_proba(model, shifted(images, *s)) for s in VIEWS["+ 8 one-pixel shifts"]}
+        recognizer = Recognizer.load(name)
+        by_shift = {s: recognizer.predict_proba(shifted(images, *s)) for s in VIEWS["+ 8 one-pixel shifts"]}
         for view, shifts in VIEWS.items():
             errors = int((np.mean([by_shift[s] for s in shifts], axis=0).argmax(1) != labels).sum())
             accuracy = 1 - errors / len(labels)

@@ -1,6 +1,6 @@
 """Speed-up of two multi-worker processes over one process, on this machine, for `mlp`.
 
-Times `digitrec train --model mlp --epochs 2` as one ordinary process, then as two workers on
+Times `digitrec train --recipe mlp --epochs 2` as one ordinary process, then as two workers on
 loopback joined by TF_CONFIG (both started together; the time is until both exit), and prints
 the whole-command times, the ratio and both test accuracies.
 
@@ -15,7 +15,7 @@ import time
 
 from common import BIN, free_ports
 
-COMMAND = [str(BIN / "digitrec"), "train", "--model", "mlp", "--epochs", "2", "--json"]
+COMMAND = [str(BIN / "digitrec"), "train", "--recipe", "mlp", "--epochs", "2", "--json"]
 
 
 def main() -> None:

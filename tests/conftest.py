@@ -73,7 +73,7 @@ def small_mnist_dir(tmp_path_factory) -> Path:
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A softmax model trained for one epoch on 2,000 real MNIST images."""
     from digitrec.recipes import recipe
-    from digitrec.train import train
+    from digitrec.training import train
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     train(recipe("softmax", epochs=1, train_limit=2000), out, log=lambda line: None)
@@ -90,7 +90,7 @@ def live_server():
     import uvicorn
 
     from digitrec.recognizer import Recognizer
-    from digitrec.serve import ServeConfig, create_app
+    from digitrec.server import ServeConfig, create_app
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

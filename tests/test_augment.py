@@ -101,9 +101,9 @@ def test_bilinear_sampling_matches_keras_map_coordinates():
 
 
 def test_a_model_trained_with_elastic_augmentation_saves_and_loads(tmp_path):
-    from digitrec.artifact import load_model
+    from digitrec.recognizer import Recognizer
     from digitrec.recipes import recipe
-    from digitrec.train import train
+    from digitrec.training import train
 
     train(
         # 300 images: the last batch is smaller, so the graph is traced without a batch size.
@@ -111,7 +111,7 @@ def test_a_model_trained_with_elastic_augmentation_saves_and_loads(tmp_path):
         tmp_path / "m",
         log=lambda line: None,
     )
-    assert load_model(tmp_path / "m").model.name == "fast"
+    assert Recognizer.load(tmp_path / "m").keras_model.name == "fast"
 
 
 def test_shear_slants_a_vertical_bar():

@@ -22,7 +22,7 @@ def test_the_tutorials_program_reaches_90_percent_end_to_end(tmp_path, capsys):
     out = tmp_path / "seed"
     argv = [
         "train",
-        "--model",
+        "--recipe",
         "softmax",
         "--epochs",
         "10",
@@ -59,12 +59,14 @@ def test_evaluate_prints_a_readable_table_without_json(tiny_model_dir, capsys):
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
-        (["train", "--epochs", "0"], "argument --epochs: must be a whole number of at least 1, got 0"),
-        (["train", "--lr", "abc"], "argument --lr: invalid number value: 'abc'"),
-        (["train", "--model", "resnet"], "unknown model 'resnet'; choose one of softmax, mlp"),
-        (["train", "--dataset", "emnist", "--model", "fast"], "unknown dataset 'emnist'"),
-        (["train", "--resume"], "--resume needs --out DIR"),
-        (["train", "--model", "ensemble", "--resume"], "--resume needs --out DIR"),
+        (["train", "--epochs", "0"], "epochs must be a whole number from 1 to 1,000,000, got 0"),
+        (["train", "--seed", "-1"], "seed must be a whole number from 0 to 2**32 - 1, got -1"),
+        (["train", "--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
+        (["train", "--recipe", "resnet"], "argument --recipe: invalid choice: 'resnet'"),
+        (["train", "--dataset", "emnist", "--recipe", "fast"], "unknown dataset 'emnist'"),
+        (["train", "--resume"], "resuming needs the run's folder: pass --out DIR"),
+        (["train", "--recipe", "ensemble", "--resume"], "resuming needs the run's folder: pass --out DIR"),
+        (["serve", "--port", "70000"], "port must be a number from 0 to 65535"),
         (["evaluate", "--model", "/no/such/model"], "no model at /no/such/model"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
@@ -81,11 +83,11 @@ def test_user_errors_are_one_line_and_exit_2(argv, fragment, capsys):
 def test_a_file_where_a_folder_belongs_is_one_line_and_kept(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("keep me")
-    assert main(["train", "--model", "softmax", "--out", str(afile)]) == 2
+    assert main(["train", "--recipe", "softmax", "--out", str(afile)]) == 2
     assert capsys.readouterr().err == (
         f"digitrec: error: {afile} is a file; a run is saved into a directory: choose another --out\n"
     )
-    assert main(["train", "--model", "softmax", "--epochs", "1", "--out", str(afile / "run")]) == 2
+    assert main(["train", "--recipe", "softmax", "--epochs", "1", "--out", str(afile / "run")]) == 2
     assert capsys.readouterr().err == f"digitrec: error: {afile / 'run'}: Not a directory\n"
     assert main(["show", "--n", "5000", "--out", str(tmp_path / "grid.png")]) == 2
     assert capsys.readouterr().err == "digitrec: error: a grid shows 1 to 1024 images, not 5000\n"
@@ -97,7 +99,7 @@ def test_a_corrupt_dataset_is_one_line_and_exit_2(tmp_path, capsys):
     folder.mkdir()
     for path in MNIST_DIR.glob("*.gz"):
         (folder / path.name).write_bytes(path.read_bytes()[:1000])
-    assert main(["train", "--model", "fast", "--data-dir", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
+    assert main(["train", "--recipe", "fast", "--data-dir", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "gzip stream is truncated" in err
 
@@ -169,7 +171,7 @@ def test_predict_with_no_images_is_a_user_error(tmp_path, capsys):
 
 def test_train_ensemble_from_the_command_line(tmp_path, small_mnist_dir, capsys):
     out = tmp_path / "ens"
-    argv = ["train", "--model", "ensemble", "--members", "2", "--epochs", "1", "--out", str(out), "--json"]
+    argv = ["train", "--recipe", "ensemble", "--members", "2", "--epochs", "1", "--out", str(out), "--json"]
     assert main([*argv, "--data-dir", str(small_mnist_dir)]) == 0
     summary = _last_json(capsys.readouterr().out)
     assert summary["model"] == "ensemble" and summary["model_dir"] == str(out)
@@ -199,7 +201,7 @@ def test_join_names_what_each_member_was_trained_with(tiny_model_dir, tmp_path, 
     assert [m["config"] for m in members] == [{"elastic_alpha": 34.0}, {"elastic_alpha": 0.0}]
     assert joined_metadata["config"]["epochs"] == 1 and "seed" not in joined_metadata["config"]
     assert main(["join", str(tmp_path / "member-0"), "--out", str(joined)]) == 2
-    assert "is not empty" in capsys.readouterr().err
+    assert "already holds a model; choose another --out" in capsys.readouterr().err
 
 
 def _train_config_of(argv: str):
@@ -212,7 +214,7 @@ def _train_config_of(argv: str):
 
 def test_training_flags_reach_the_configuration():
     config = _train_config_of(
-        "train --model cnn --rotation 20 --shift 0.2 --zoom 0.15 --shear 0.2 --elastic 34 --ema 0.999"
+        "train --recipe cnn --rotation 20 --shift 0.2 --zoom 0.15 --shear 0.2 --elastic 34 --ema 0.999"
     )
     assert (config.rotation_deg, config.shift, config.zoom, config.shear) == (20.0, 0.2, 0.15, 0.2)
     assert (config.elastic_alpha, config.ema_momentum, config.epochs) == (34.0, 0.999, 30)
@@ -222,19 +224,21 @@ def test_training_flags_reach_the_configuration():
     ("flags", "message"),
     [
         (
-            "--model mlp --rotation 15",
-            "--rotation sets an augmentation, but this run does not augment: add --augment",
+            "--recipe mlp --rotation 15",
+            "--rotation (rotation_deg) is an augmentation amount, but this run does not augment: add --augment",
         ),
         (
             "--no-augment --elastic 34",
-            "--elastic sets an augmentation, but this run does not augment: add --augment",
+            "--elastic (elastic_alpha) is an augmentation amount, but this run does not augment: add --augment",
         ),
-        ("--distill-weight 0.3", "--distill-weight weighs a teacher's probabilities: add --teacher MODEL"),
-        ("--members 3", "--members counts an ensemble's members: add --model ensemble"),
-        ("--worker-timeout 10", "--worker-timeout is for --strategy multi-worker"),
         (
-            "--model ensemble --strategy mirrored",
-            "--strategy trains one model; an ensemble trains its members one by one",
+            "--distill-weight 0.3",
+            "--distill-weight (distill_weight) weighs a teacher's probabilities: add --teacher MODEL",
+        ),
+        ("--worker-timeout 10", "--worker-timeout (worker_timeout_s) is for --strategy multi-worker"),
+        (
+            "--recipe ensemble --strategy mirrored",
+            "a strategy trains one model; an ensemble (members > 1) trains its members one by one",
         ),
         (
             "--strategy mirrored --tensorboard tb",
@@ -249,16 +253,26 @@ def test_a_flag_the_run_would_ignore_is_refused(flags, message, tmp_path, capsys
 
 
 def test_augment_turns_augmentation_on_and_off():
-    mlp = _train_config_of("train --model mlp --augment --rotation 15")
+    mlp = _train_config_of("train --recipe mlp --augment --rotation 15")
     assert (mlp.augment, mlp.rotation_deg) == (True, 15.0)
-    assert _train_config_of("train --model cnn").augment
-    assert not _train_config_of("train --model cnn --no-augment").augment
+    assert _train_config_of("train --recipe cnn").augment
+    assert not _train_config_of("train --recipe cnn --no-augment").augment
+
+
+def test_members_make_an_ensemble_of_any_recipe():
+    assert _train_config_of("train --recipe fast --members 3").members == 3
+    assert _train_config_of("train --recipe ensemble").members == 5
+
+
+def test_train_model_still_names_a_recipe_but_says_it_is_deprecated(capsys):
+    assert _train_config_of("train --model mlp").model == "mlp"
+    assert capsys.readouterr().err == "digitrec: warning: train --model is deprecated; use --recipe\n"
 
 
 def test_an_ensemble_resumes_with_or_without_resume(tmp_path):
     # Its members check their own checkpoints against this configuration as they resume.
-    config = _train_config_of(f"train --model ensemble --resume --out {tmp_path}")
-    assert (config.model, config.epochs) == ("cnn", 30)
+    config = _train_config_of(f"train --recipe ensemble --resume --out {tmp_path}")
+    assert (config.model, config.epochs, config.members) == ("cnn", 30, 5)
 
 
 def test_every_command_the_parser_offers_has_a_handler():

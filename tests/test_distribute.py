@@ -34,7 +34,7 @@ def _worker(index: int, ports: list[int], out, *flags: str) -> subprocess.Popen:
         "-m",
         "digitrec",
         "train",
-        "--model",
+        "--recipe",
         "mlp",
         "--strategy",
         "multi-worker",
@@ -112,7 +112,7 @@ def test_early_stopping_keeps_the_best_epochs_weights_in_either_loop(tmp_path, l
 
     from digitrec.distribute import train_distributed
     from digitrec.recipes import recipe
-    from digitrec.train import train
+    from digitrec.training import train
 
     # Plain gradient descent at the largest learning rate we accept overshoots: validation accuracy
     # jumps up and down around 0.83, so two epochs without a gain come within a few epochs. How

@@ -7,7 +7,7 @@ import pytest
 
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.export import export
+from digitrec.exporter import export
 from digitrec.recognizer import Recognizer
 
 from .conftest import MNIST_DIR
@@ -125,7 +125,7 @@ def test_an_int8_export_from_the_command_line_prints_only_its_summary(tiny_model
 
 
 def test_an_exported_file_is_evaluated_with_a_report_but_no_training_curves(exported, tmp_path):
-    from digitrec.evaluate import evaluate
+    from digitrec.evaluation import evaluate
 
     figures = evaluate(exported["tflite"], data_dir=MNIST_DIR, report_dir=tmp_path / "r")
     page = (tmp_path / "r" / "report.html").read_text()

@@ -16,7 +16,7 @@ from PIL import Image
 from digitrec.data import read_idx
 from digitrec.errors import ConfigError, DataError, ImageError
 from digitrec.preprocess import segment, to_mnist
-from digitrec.serve import _instances
+from digitrec.server import _instances
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(

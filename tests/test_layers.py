@@ -1,33 +1,38 @@
 """Modules import only from layers below them (house style, section 1)."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "digitrec"
 # A companion module sits half a layer off: augment and artifact above what they build on,
-# files, batching and cli_parser just below the module they serve.
+# files, batching and cli_parser just below the module they serve. The recognizer sits below
+# training and evaluation: it is how they run a model (a teacher, a member, a split).
 LAYERS = {
     "errors": 0,
+    "contract": 0.25,
     "files": 0.5,
     "synth": 1,
     "data": 1,
     "preprocess": 1,
     "metrics": 1,
+    "recipes": 1,
     "models": 2,
     "augment": 2.5,
     "artifact": 2.5,
-    "recipes": 2.5,
-    "checkpoints": 2.75,
-    "train": 3,
-    "distribute": 3.5,
-    "evaluate": 3,
     "report": 2.5,
-    "ensemble": 3.5,
-    "runtime": 2.75,
-    "recognizer": 4,
-    "export": 5,
+    "backends": 2.6,
+    "recognizer": 2.75,
+    "checkpoints": 2.8,
+    "fitting": 3,
+    "evaluation": 3,
+    "distribute": 3.25,
+    "ensemble": 3.25,
+    "training": 3.5,
     "batching": 4.5,
-    "serve": 5,
+    "exporter": 5,
+    "server": 5,
     "cli_parser": 5.25,
     "cli": 5.5,
     "__main__": 6,
@@ -65,7 +70,7 @@ def test_nothing_imports_the_cli_but_the_entry_point():
 
 
 def test_layer_one_modules_do_not_import_keras_or_tensorflow():
-    for stem in ("errors", "files", "data", "metrics", "preprocess", "synth"):
+    for stem in ("errors", "contract", "files", "data", "metrics", "preprocess", "synth", "recipes"):
         tree = ast.parse((PACKAGE / f"{stem}.py").read_text())
         imported = {
             a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
@@ -74,3 +79,13 @@ def test_layer_one_modules_do_not_import_keras_or_tensorflow():
             n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
         }
         assert not imported & {"keras", "tensorflow"}, stem
+
+
+def test_the_recognizer_and_the_command_line_parser_import_no_tensorflow():
+    # What a .tflite model and a mistyped command need: neither may wait for TensorFlow.
+    code = (
+        "import sys, digitrec.recognizer, digitrec.cli, digitrec.cli_parser, digitrec.artifact\n"
+        "heavy = {'tensorflow', 'keras'} & set(sys.modules)\n"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

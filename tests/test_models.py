@@ -4,14 +4,24 @@ import pytest
 
 from digitrec import models
 from digitrec.errors import ConfigError
+from digitrec.recipes import ARCHITECTURES
+from digitrec.recognizer import Recognizer
+
+
+def _probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    return Recognizer.from_keras(model).predict_proba(images)
 
 
 @pytest.mark.parametrize("name", list(models.MODELS))
 def test_every_model_maps_28x28_images_to_ten_probabilities(name):
     model = models.build(name)
-    probs = models.predict_proba(model, np.random.default_rng(0).random((3, 28, 28), np.float32))
+    probs = _probabilities(model, np.random.default_rng(0).random((3, 28, 28), np.float32))
     assert model.name == name and probs.shape == (3, 10)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_zoo_builds_every_architecture_a_configuration_names():
+    assert tuple(models.MODELS) == ARCHITECTURES
 
 
 def test_the_tutorials_model_starts_from_zero_weights():
@@ -27,12 +37,12 @@ def test_the_fast_model_is_small():
 def test_an_ensemble_averages_its_members_probabilities():
     members = [models.build("softmax"), models.build("mlp")]
     images = np.random.default_rng(1).random((4, 28, 28), np.float32)
-    expected = np.mean([models.predict_proba(m, images) for m in members], axis=0)
-    assert np.allclose(models.predict_proba(models.ensemble(members), images), expected, atol=1e-6)
+    expected = np.mean([_probabilities(m, images) for m in members], axis=0)
+    assert np.allclose(_probabilities(models.ensemble(members), images), expected, atol=1e-6)
 
 
 def test_predicting_nothing_gives_an_empty_answer():
-    assert models.predict_proba(models.softmax(), np.zeros((0, 28, 28), np.float32)).shape == (0, 10)
+    assert _probabilities(models.softmax(), np.zeros((0, 28, 28), np.float32)).shape == (0, 10)
 
 
 def test_an_unknown_model_lists_the_known_ones():
@@ -54,7 +64,7 @@ def test_the_float32_copy_has_the_same_weights_and_nearly_the_same_answers():
     assert all(np.array_equal(a, b) for a, b in zip(mixed.get_weights(), copy.get_weights(), strict=True))
     assert copy.layers[2].compute_dtype == "float32"
     images = np.random.default_rng(3).random((16, 28, 28), np.float32)
-    assert np.abs(models.predict_proba(mixed, images) - models.predict_proba(copy, images)).max() < 0.02
+    assert np.abs(_probabilities(mixed, images) - _probabilities(copy, images)).max() < 0.02
 
 
 def test_an_unknown_precision_is_refused():

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from digitrec import data
-from digitrec.artifact import load_model
+from digitrec.recognizer import Recognizer
 from digitrec.checkpoints import CHECKPOINT_INDEX, EpochCheckpoint, read_checkpoint
 from digitrec.errors import DataError, ModelError
 from digitrec.files import sha256_of
 from digitrec.recipes import recipe
-from digitrec.serve import ServeConfig
+from digitrec.server import ServeConfig
 
 
 class _CutOffHandler(http.server.BaseHTTPRequestHandler):
@@ -57,7 +57,7 @@ def test_an_interrupted_download_leaves_no_file_and_a_rerun_starts_clean(tmp_pat
 
 
 def test_a_failed_export_leaves_no_output(tiny_model_dir, tmp_path, monkeypatch):
-    from digitrec import export as export_module
+    from digitrec import exporter as export_module
 
     def broken(model, representative):
         raise RuntimeError("killed during conversion")
@@ -91,7 +91,7 @@ def test_a_model_with_code_in_it_is_refused(tmp_path):
     outputs = keras.layers.Lambda(lambda x: keras.ops.ones((1, 10)) / 10)(inputs)
     keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
     with pytest.raises(ModelError, match="not a loadable Keras model"):
-        load_model(tmp_path / "lambda.keras")
+        Recognizer.load(tmp_path / "lambda.keras")
 
 
 def test_the_server_listens_on_loopback_unless_told_otherwise():

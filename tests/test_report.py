@@ -35,7 +35,7 @@ def test_the_report_shows_the_same_numbers_as_json(tiny_model_dir, tmp_path, cap
 
 def test_training_draws_its_curves_unless_told_not_to(tmp_path):
     from digitrec.recipes import recipe
-    from digitrec.train import train
+    from digitrec.training import train
 
     train(recipe("mlp", epochs=1, train_limit=500), tmp_path / "mlp", log=lambda line: None)
     assert _is_png(tmp_path / "mlp" / "training_curves.png")[0] > 600

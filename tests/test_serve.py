@@ -257,7 +257,7 @@ def test_a_model_that_cannot_answer_fails_serve_before_it_announces_and_frees_th
 
     from digitrec.errors import ModelError
     from digitrec.recognizer import Recognizer
-    from digitrec.serve import ServeConfig, serve
+    from digitrec.server import ServeConfig, serve
 
     def cannot_answer(images):
         raise ModelError("the model cannot answer")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from digitrec import models
-from digitrec.artifact import load_model
+from digitrec.recognizer import Recognizer
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.models import predict_proba
 from digitrec.recipes import recipe
-from digitrec.train import train, training_arrays
+from digitrec.fitting import training_arrays
+from digitrec.training import train
 
 
 def _quiet(line: str) -> None:
@@ -35,7 +35,11 @@ def test_overrides_apply_and_none_keeps_the_recipe():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("epochs", 0, "epochs must be at least 1"),
+        ("epochs", 0, "epochs must be a whole number from 1"),
+        ("members", 0, "members must be a whole number from 1"),
+        ("seed", 2**32, "seed must be a whole number from 0 to 2"),
+        ("worker_timeout_s", 0.0, "worker_timeout_s must be above 0"),
+        ("strategy", "ring", "strategy one of"),
         ("lr", -1.0, "lr must be in"),
         ("optimizer", "lbfgs", "optimizer must be one of"),
         ("precision", "float16", "precision must be one of"),
@@ -56,7 +60,7 @@ def test_the_same_seed_gives_the_same_model(tmp_path):
     probs = []
     for run in ("a", "b"):
         train(recipe("mlp", epochs=1, train_limit=1000, seed=3), tmp_path / run, log=_quiet)
-        probs.append(predict_proba(load_model(tmp_path / run).model, images))
+        probs.append(Recognizer.load(tmp_path / run).predict_proba(images))
     assert np.allclose(probs[0], probs[1], atol=1e-5)
 
 
@@ -99,7 +103,7 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_and_finishes(tmp_path):
         "-m",
         "digitrec",
         "train",
-        "--model",
+        "--recipe",
         "fast",
         "--epochs",
         "3",
@@ -144,24 +148,22 @@ def test_resume_refuses_a_changed_configuration(tmp_path):
 
 
 def test_an_ensemble_trains_its_members_then_averages_them(tmp_path):
-    from digitrec.ensemble import train_ensemble
-
     lines: list[str] = []
-    config = recipe("softmax", epochs=1, train_limit=1500, test_every=0)
-    result = train_ensemble(config, tmp_path / "ens", 2, log=lines.append, tensorboard_dir=tmp_path / "tb")
+    config = recipe("softmax", epochs=1, train_limit=1500, test_every=0, members=2)
+    result = train(config, tmp_path / "ens", log=lines.append, tensorboard_dir=tmp_path / "tb")
     assert all(list((tmp_path / "tb" / f"member-{k}").rglob("events.out.tfevents.*")) for k in (0, 1))
     metadata = json.loads((tmp_path / "ens" / "metadata.json").read_text())
     assert metadata["model"] == "ensemble" and [m["seed"] for m in metadata["members"]] == [0, 1]
     assert metadata["metrics"]["test"]["accuracy"] == result.accuracy > 0.5
     images = np.random.default_rng(0).random((3, 28, 28), np.float32)
-    members = [predict_proba(load_model(tmp_path / "ens" / f"member-{k}").model, images) for k in (0, 1)]
-    joined = predict_proba(load_model(tmp_path / "ens").model, images)
+    members = [Recognizer.load(tmp_path / "ens" / f"member-{k}").predict_proba(images) for k in (0, 1)]
+    joined = Recognizer.load(tmp_path / "ens").predict_proba(images)
     assert np.allclose(joined, np.mean(members, axis=0), atol=1e-6)
 
     lines.clear()
     (tmp_path / "ens" / "model.keras").unlink()
     (tmp_path / "ens" / "metadata.json").unlink()
-    train_ensemble(config, tmp_path / "ens", members=2, log=lines.append)
+    train(config, tmp_path / "ens", log=lines.append)
     assert lines == ["member 0: already trained", "member 1: already trained"]
 
 
@@ -207,7 +209,7 @@ def test_a_tensorboard_folder_that_cannot_be_made_is_one_line_before_training(tm
 
     (tmp_path / "a-file").write_text("kept")
     logs = tmp_path / "a-file" / "tb"
-    command = ["train", "--model", "softmax", "--epochs", "1", "--out", str(tmp_path / "m")]
+    command = ["train", "--recipe", "softmax", "--epochs", "1", "--out", str(tmp_path / "m")]
     assert main([*command, "--tensorboard", str(logs)]) == 2
     assert capsys.readouterr().err == f"digitrec: error: {logs}: Not a directory\n"
     assert list((tmp_path / "m").iterdir()) == [] and (tmp_path / "a-file").read_text() == "kept"
@@ -217,7 +219,7 @@ def test_an_ema_of_the_weights_is_what_gets_saved(tmp_path):
     weights = []
     for name, ema in (("plain", 0.0), ("ema", 0.9)):
         train(recipe("softmax", epochs=1, train_limit=2000, ema_momentum=ema), tmp_path / name, log=_quiet)
-        weights.append(load_model(tmp_path / name).model.get_weights()[0])
+        weights.append(Recognizer.load(tmp_path / name).keras_model.get_weights()[0])
     assert not np.allclose(weights[0], weights[1]) and np.abs(weights[1]).max() > 0
 
 
@@ -229,8 +231,8 @@ def test_a_model_trained_in_mixed_precision_is_saved_in_float32(tmp_path, monkey
         tmp_path / "m",
         log=lines.append,
     )
-    saved = load_model(tmp_path / "m")
-    assert {layer.compute_dtype for layer in saved.model.layers if layer.weights} == {"float32"}
+    saved = Recognizer.load(tmp_path / "m")
+    assert {layer.compute_dtype for layer in saved.keras_model.layers if layer.weights} == {"float32"}
     assert saved.metadata["config"]["precision"] == "mixed_bfloat16" and result.accuracy > 0.8
     assert lines[0].startswith("warning: this machine has no bfloat16 units")
 
@@ -241,7 +243,7 @@ def test_a_teachers_probabilities_are_mixed_into_the_targets(tiny_model_dir):
     images, targets = training_arrays(
         recipe("fast", train_limit=300, teacher=str(tiny_model_dir), distill_weight=0.25), data
     )
-    taught = predict_proba(load_model(tiny_model_dir).model, scale(plain_images))
+    taught = Recognizer.load(tiny_model_dir).predict_proba(scale(plain_images))
     assert np.array_equal(images, plain_images)
     assert np.allclose(targets, 0.75 * labels + 0.25 * taught, atol=1e-6)
     assert np.allclose(targets.sum(axis=1), 1.0, atol=1e-5) and not np.allclose(targets, labels)
@@ -250,5 +252,5 @@ def test_a_teachers_probabilities_are_mixed_into_the_targets(tiny_model_dir):
 def test_a_student_trains_from_its_teacher(tmp_path, tiny_model_dir):
     config = recipe("fast", epochs=1, train_limit=3000, teacher=str(tiny_model_dir))
     result = train(config, tmp_path / "student", log=_quiet)
-    assert load_model(tmp_path / "student").metadata["config"]["teacher"] == str(tiny_model_dir)
+    assert Recognizer.load(tmp_path / "student").metadata["config"]["teacher"] == str(tiny_model_dir)
     assert result.accuracy > 0.8

@@ -1,36 +1,54 @@
 """digitrec: handwritten digit recognition on TensorFlow/Keras 3.
 
-    from digitrec import recipe, train, evaluate, load_model
-    result = train(recipe("fast"), "models/fast")
+    from digitrec import Recognizer, recipe, train, evaluate, export
+    [answer] = Recognizer.load("default").predict(["photo.jpg"])
+    result = train(recipe("fast"), "runs/fast")
+    evaluate(result.model_dir)["accuracy"]
 
-`import digitrec` is light: TensorFlow loads only when a name that needs it is first used.
+`import digitrec` is light: TensorFlow loads only when a name that needs it is first used, and
+never for a `.tflite` model. The errors digitrec raises on purpose are drawn in `digitrec.errors`.
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Recognizer": "digitrec.recognizer",
+    "Prediction": "digitrec.recognizer",
+    "TrainConfig": "digitrec.recipes",
+    "recipe": "digitrec.recipes",
+    "TrainResult": "digitrec.fitting",
+    "train": "digitrec.training",
+    "evaluate": "digitrec.evaluation",
+    "export": "digitrec.exporter",
     "DigitrecError": "digitrec.errors",
     "ConfigError": "digitrec.errors",
     "DataError": "digitrec.errors",
     "ModelError": "digitrec.errors",
     "ImageError": "digitrec.errors",
-    "load_dataset": "digitrec.data",
-    "read_idx": "digitrec.data",
-    "write_idx": "digitrec.data",
-    "build": "digitrec.models",
-    "load_model": "digitrec.artifact",
-    "TrainConfig": "digitrec.recipes",
-    "recipe": "digitrec.recipes",
-    "train": "digitrec.train",
-    "evaluate": "digitrec.evaluate",
+    "InputError": "digitrec.errors",
 }
 __all__ = list(_LAZY)
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` imports on first use
+    from digitrec.errors import ConfigError, DataError, DigitrecError, ImageError, InputError, ModelError
+    from digitrec.evaluation import evaluate
+    from digitrec.exporter import export
+    from digitrec.fitting import TrainResult
+    from digitrec.recipes import TrainConfig, recipe
+    from digitrec.recognizer import Prediction, Recognizer
+    from digitrec.training import train
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # the same object on every later access, without this hook
+        return value
     raise AttributeError(f"module 'digitrec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

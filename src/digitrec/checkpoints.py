@@ -13,7 +13,7 @@ import keras
 from digitrec.artifact import MODEL_FILE
 from digitrec.errors import ConfigError
 from digitrec.files import atomic_path, atomic_write_text
-from digitrec.recipes import TrainConfig
+from digitrec.recipes import RUNNING_SETTINGS, TrainConfig
 
 CHECKPOINT_INDEX = "checkpoint.json"
 
@@ -81,6 +81,8 @@ def _resume_point(config: TrainConfig, out_dir: Path) -> tuple[int, list[dict]]:
     index = read_checkpoint(out_dir)
     stored = checkpoint_config(out_dir)
     for field in fields(TrainConfig):
+        if field.name in RUNNING_SETTINGS:
+            continue
         if getattr(stored, field.name) != getattr(config, field.name):
             raise ConfigError(
                 f"cannot resume {out_dir}: {field.name} is {getattr(config, field.name)!r} here "

@@ -8,156 +8,59 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
+from dataclasses import fields
 from typing import NoReturn
 
-from digitrec.cli_parser import DEFAULT_RECIPE, build_parser
-from digitrec.errors import ConfigError, DigitrecError, ImageError
+from digitrec.cli_parser import build_parser
+from digitrec.errors import DigitrecError
 from digitrec.files import silenced_stderr
-
-PREDICT_BATCH = 64
-# The augmentation amounts: each flag, and the TrainConfig field it sets.
-AUGMENT_FLAGS = {
-    "rotation": "rotation_deg",
-    "shift": "shift",
-    "zoom": "zoom",
-    "shear": "shear",
-    "elastic": "elastic_alpha",
-}
 
 
 def _train(args: argparse.Namespace) -> None:
+    from digitrec.training import train
+
     config = _train_config(args)
-    name = "ensemble" if args.model == "ensemble" else config.model
-    out = args.out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    options = {
-        "data_dir": args.data_dir,
-        "log": _log_to(sys.stderr if args.json else sys.stdout),
-        "progress": _interactive(args),
-        "tensorboard_dir": args.tensorboard,
-    }
-    if name == "ensemble":
-        from digitrec.ensemble import DEFAULT_MEMBERS, train_ensemble
+    log = _log_to(sys.stderr if args.json else sys.stdout)
+    options = {"data_dir": args.data_dir, "tensorboard_dir": args.tensorboard, "progress": _interactive(args)}
+    result = train(config, args.out, resume=args.resume, log=log, **options)
+    _report(args, result.to_dict(), result.describe())
 
-        result = train_ensemble(config, out, args.members or DEFAULT_MEMBERS, **options)
-    elif args.strategy != "default":
-        from digitrec.distribute import WORKER_TIMEOUT_S, train_with_strategy
 
-        timeout = args.worker_timeout or WORKER_TIMEOUT_S
-        result = train_with_strategy(
-            config, out, args.strategy, worker_timeout_s=timeout, resume=args.resume, **options
-        )
-    else:
-        from digitrec.train import train
+def _train_config(args: argparse.Namespace):
+    """The recipe with the flags given on top; on --resume without --recipe, the run's own."""
+    from digitrec.recipes import TrainConfig, configure, recipe
+    from digitrec.training import stored_config
 
-        result = train(config, out, resume=args.resume, **options)
-    _report_trained(args, result, name)
+    if args.recipe_alias:
+        print("digitrec: warning: train --model is deprecated; use --recipe", file=sys.stderr)
+    name = args.recipe or args.recipe_alias
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if "help" in f.metadata}
+    if args.resume and name is None and args.out is not None:
+        return configure(stored_config(args.out), **overrides)
+    return recipe(name or "cnn", **overrides)
 
 
 def _join(args: argparse.Namespace) -> None:
     from digitrec.ensemble import join_members
 
-    if args.out.exists() and any(args.out.iterdir()):
-        raise ConfigError(f"{args.out} is not empty; choose another --out")
-    _report_trained(args, join_members(args.models, args.out, data_dir=args.data_dir), "ensemble")
-
-
-def _report_trained(args: argparse.Namespace, result, name: str) -> None:
-    summary = {
-        "model_dir": str(result.model_dir),
-        "model": name,
-        "accuracy": result.accuracy,
-        "val_accuracy": result.val_accuracy,
-        "train_seconds": round(result.train_seconds, 2),
-        "epochs": result.epochs,
-    }
-    _report(
-        args,
-        summary,
-        f"test accuracy {result.accuracy:.4f} (validation {result.val_accuracy:.4f}) "
-        f"after {result.epochs} epoch{'s' * (result.epochs != 1)}, {result.train_seconds:.1f} s of training; "
-        f"saved to {result.model_dir}",
-    )
-
-
-def _train_config(args: argparse.Namespace):
-    """The recipe of --model with the flags given on top; on --resume, the checkpoint's."""
-    from digitrec.checkpoints import checkpoint_config
-    from digitrec.recipes import recipe
-
-    flags = {
-        "augment": args.augment,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "seed": args.seed,
-        "dataset": args.dataset,
-        "train_limit": args.train_limit,
-        "patience": args.patience,
-        "ema_momentum": args.ema,
-        "precision": args.precision,
-        "teacher": args.teacher,
-        "distill_weight": args.distill_weight,
-        **{field: getattr(args, flag) for flag, field in AUGMENT_FLAGS.items()},
-    }
-    if args.resume and args.out is None:
-        raise ConfigError("--resume needs --out DIR, the run to continue")
-    if not args.resume or args.model == "ensemble":  # an ensemble resumes its unfinished members itself
-        config = recipe(DEFAULT_RECIPE if args.model in (None, "ensemble") else args.model, **flags)
-    else:
-        # Flags given with --resume must agree with the checkpoint: train() names any that differ.
-        flags["model"] = args.model
-        config = replace(checkpoint_config(args.out), **{k: v for k, v in flags.items() if v is not None})
-    _refuse_ignored_flags(args, config)
-    return config
-
-
-def _refuse_ignored_flags(args: argparse.Namespace, config) -> None:
-    """A flag the run would ignore is an error: whoever gave it expected it to change the run."""
-    amounts = [flag for flag in AUGMENT_FLAGS if getattr(args, flag)]
-    ensemble, distributed = args.model == "ensemble", args.strategy != "default"
-    if amounts and not config.augment:
-        raise ConfigError(
-            f"--{amounts[0]} sets an augmentation, but this run does not augment: add --augment"
-        )
-    if args.distill_weight is not None and not config.teacher:
-        raise ConfigError("--distill-weight weighs a teacher's probabilities: add --teacher MODEL")
-    if args.members is not None and not ensemble:
-        raise ConfigError("--members counts an ensemble's members: add --model ensemble")
-    if args.worker_timeout is not None and args.strategy != "multi-worker":
-        raise ConfigError("--worker-timeout is for --strategy multi-worker")
-    if ensemble and distributed:
-        raise ConfigError("--strategy trains one model; an ensemble trains its members one by one")
+    result = join_members(args.models, args.out, data_dir=args.data_dir)
+    _report(args, result.to_dict(), result.describe())
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from digitrec.evaluate import evaluate
+    from digitrec.evaluation import describe_evaluation, evaluate
 
     figures = evaluate(args.model, args.dataset, args.data_dir, args.split, report_dir=args.report)
-    text = _evaluation_text(figures) + (f"\nreport: {args.report / 'report.html'}" if args.report else "")
-    _report(args, figures, text)
+    report = f"\nreport: {args.report / 'report.html'}" if args.report else ""
+    _report(args, figures, describe_evaluation(figures) + report)
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from digitrec.evaluate import compare
+    from digitrec.evaluation import compare, describe_comparison
 
     result = compare(args.models, args.dataset or "mnist", args.data_dir)
-    lines = ["model  accuracy  size  parameters  latency"]
-    lines += [
-        f"{r['model']}  {r['accuracy']:.4f}  {r['bytes'] / 1024:.0f} KiB  {r['parameters'] or '-'}  "
-        f"{r['latency_ms']:.2f} ms"
-        for r in result["models"]
-    ]
-    if "mcnemar" in result:
-        m = result["mcnemar"]
-        lines.append(
-            f"McNemar: {m['a_only']} images only the first gets right, {m['b_only']} only the second; "
-            f"p = {m['p_value']:.4g}"
-        )
-    _report(args, result, "\n".join(lines))
+    _report(args, result, describe_comparison(result))
 
 
 def _show(args: argparse.Namespace) -> None:
@@ -168,80 +71,33 @@ def _show(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from digitrec.preprocess import IMAGE_SUFFIXES, find_images, limit_pillow_pixels
     from digitrec.recognizer import Recognizer
 
-    limit_pillow_pixels()
-    recognizer = Recognizer.load(args.model)
-    files = find_images(args.paths)
-    if not files:
-        raise ConfigError(
-            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {', '.join(map(str, args.paths))}"
-        )
     failures = 0
-    for start in range(0, len(files), PREDICT_BATCH):
-        readable, prepared = [], []
-        for path in files[start : start + PREDICT_BATCH]:
-            try:
-                prepared.append(recognizer.prepare(path, args.multi))
-                readable.append(path)
-            except ImageError as exc:  # one unreadable file does not stop the others; exc names it
-                print(f"digitrec: error: {exc}", file=sys.stderr)
-                failures += 1
-        for path, answer in zip(readable, recognizer.predict_prepared(prepared), strict=True):
-            print(
-                json.dumps({"path": str(path), **answer.to_dict(args.top_k)})
-                if args.json
-                else _prediction_text(path, answer, args.top_k)
-            )
+    for path, answer in Recognizer.load(args.model).predict_files(args.paths, args.multi):
+        if isinstance(answer, DigitrecError):  # one unreadable file does not stop the others
+            print(f"digitrec: error: {answer}", file=sys.stderr)
+            failures += 1
+        elif args.json:
+            print(json.dumps({"path": str(path), **answer.to_dict(args.top_k)}))
+        else:
+            print(f"{path}: {answer.describe(args.top_k)}")
     return 2 if failures else 0
 
 
 def _export(args: argparse.Namespace) -> None:
-    from digitrec.export import export
+    from digitrec.exporter import export
 
     done = export(args.model, args.format, args.out, force=args.force, data_dir=args.data_dir)
-    _report(
-        args,
-        done,
-        f"wrote {done['out']} ({done['bytes']:,} bytes, {done['format']}): test accuracy "
-        f"{done['test_accuracy']:.4f} (source {done['source_test_accuracy']}); "
-        f"metadata in {done['out']}.json",
-    )
+    source = done["source_test_accuracy"]
+    text = f"wrote {done['out']} ({done['bytes']:,} bytes, {done['format']}): test accuracy "
+    _report(args, done, text + f"{done['test_accuracy']:.4f} (source {source}); metadata in {done['out']}.json")
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from digitrec.serve import ServeConfig, serve
+    from digitrec.server import ServeConfig, serve
 
-    serve(
-        args.model, ServeConfig(host=args.host, port=args.port), announce=lambda line: print(line, flush=True)
-    )
-
-
-def _prediction_text(path: Path, answer, top_k: int | None) -> str:
-    text = f"{path}: {answer.digit} ({answer.confidence:.3f})"
-    if answer.number is not None:
-        text += f"  number {answer.number or '-'}"
-    if top_k:
-        text += "  top " + ", ".join(
-            f"{t['digit']} {t['probability']:.3f}" for t in answer.to_dict(top_k)["top_k"]
-        )
-    return text + (f"  uncertain: {answer.reason}" if answer.uncertain else "")
-
-
-def _evaluation_text(figures: dict) -> str:
-    lines = [
-        f"{figures['model']} on {figures['dataset']} {figures['split']}: accuracy {figures['accuracy']:.4f}"
-        f" ({figures['errors']} errors in {figures['n']})",
-        "digit  precision  recall  f1      support",
-    ]
-    for digit, row in figures["per_class"].items():
-        lines.append(
-            f"{digit:>5}  {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}"
-        )
-    lines.append("confusion (rows: true digit, columns: predicted)")
-    lines += [" ".join(f"{count:5d}" for count in row) for row in figures["confusion"]]
-    return "\n".join(lines)
+    serve(args.model, ServeConfig(host=args.host, port=args.port), announce=lambda line: print(line, flush=True))
 
 
 def _report(args: argparse.Namespace, figures: dict, text: str) -> None:
@@ -285,7 +141,10 @@ _HANDLERS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line; the exit code: 0, 2 for a refused input, 130 when interrupted."""
+    from digitrec.preprocess import limit_pillow_pixels
+
     args = build_parser().parse_args(argv)
+    limit_pillow_pixels()  # the command owns its process: Pillow's bomb limit becomes digitrec's
     try:
         if not args.debug and _needs_keras(args):
             _import_keras_quietly()

@@ -31,14 +31,12 @@ from digitrec.checkpoints import load_checkpoint, start_point
 from digitrec.data import load_dataset
 from digitrec.errors import ConfigError, DigitrecError
 from digitrec.models import precision_warning
-from digitrec.recipes import TrainConfig
-from digitrec.train import TrainResult, compiled_trainer, epoch_callbacks, finish, train, training_arrays
+from digitrec.fitting import TrainResult, compiled_trainer, epoch_callbacks, finish, train_one, training_arrays
+from digitrec.recipes import STRATEGIES, TrainConfig
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi-worker")
-WORKER_TIMEOUT_S = 60.0
 
 
 def use_data_parallel() -> int:
@@ -52,7 +50,7 @@ def use_data_parallel() -> int:
     return len(devices)
 
 
-def make_strategy(name: str, timeout_s: float = WORKER_TIMEOUT_S) -> "tf.distribute.Strategy":
+def make_strategy(name: str, timeout_s: float = TrainConfig.worker_timeout_s) -> "tf.distribute.Strategy":
     """The tf.distribute strategy named on the command line."""
     import tensorflow as tf
 
@@ -69,28 +67,22 @@ def make_strategy(name: str, timeout_s: float = WORKER_TIMEOUT_S) -> "tf.distrib
 
 
 def train_with_strategy(
-    config: TrainConfig,
-    out_dir: Path | str,
-    strategy: str,
-    *,
-    worker_timeout_s: float = WORKER_TIMEOUT_S,
-    tensorboard_dir: Path | str | None = None,
-    **options,
+    config: TrainConfig, out_dir: Path | str, *, tensorboard_dir: Path | str | None = None, **options
 ) -> TrainResult:
-    """Train on "mirrored" or "multi-worker" the way the backend does it.
+    """Train on `config.strategy`, "mirrored" or "multi-worker", the way the backend does it.
 
     On JAX, "mirrored" is Keras's own data parallelism over the local devices and the ordinary
-    `train` runs, TensorBoard logs and all; otherwise it is tf.distribute's loop,
+    `train_one` runs, TensorBoard logs and all; otherwise it is tf.distribute's loop,
     `train_distributed`, which writes none. `options`: `data_dir`, `resume`, `log`, `progress`.
     """
     log = options.get("log", print)
-    if strategy == "mirrored" and keras.backend.backend() == "jax":
+    if config.strategy == "mirrored" and keras.backend.backend() == "jax":
         log(f"data-parallel over {use_data_parallel()} JAX devices")
-        return train(config, out_dir, tensorboard_dir=tensorboard_dir, **options)
+        return train_one(config, out_dir, tensorboard_dir=tensorboard_dir, **options)
     if tensorboard_dir is not None:
         raise ConfigError("tf.distribute's training loop writes no TensorBoard logs; drop --tensorboard")
     options.pop("progress", None)  # the loop reports one line an epoch
-    return train_distributed(config, out_dir, make_strategy(strategy, worker_timeout_s), **options)
+    return train_distributed(config, out_dir, make_strategy(config.strategy, config.worker_timeout_s), **options)
 
 
 def train_distributed(
@@ -102,7 +94,7 @@ def train_distributed(
     resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train under `strategy` with a custom loop; the chief saves to `out_dir` as `train` does."""
+    """Train under `strategy` with a custom loop; the chief saves to `out_dir` as `train_one` does."""
     import tensorflow as tf
 
     chief = _is_chief(strategy)

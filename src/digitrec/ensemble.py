@@ -12,43 +12,39 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from digitrec.artifact import MODEL_FILE, load_model, save_model_dir
+from digitrec.artifact import MODEL_FILE, save_model_dir
 from digitrec.checkpoints import CHECKPOINT_INDEX
 from digitrec.data import load_dataset
 from digitrec.errors import ConfigError
+from digitrec.fitting import TrainResult, split_figures, train_one
 from digitrec.models import ensemble
 from digitrec.recipes import TrainConfig
-from digitrec.train import TrainResult, split_figures, train
-
-DEFAULT_MEMBERS = 5
+from digitrec.recognizer import Recognizer
 
 
 def train_ensemble(
     config: TrainConfig,
     out_dir: Path | str,
-    members: int = DEFAULT_MEMBERS,
     *,
     data_dir: Path | str | None = None,
     log: Callable[[str], None] = print,
     progress: bool = False,
     tensorboard_dir: Path | str | None = None,
 ) -> TrainResult:
-    """Train the members that are not finished yet (resuming a stopped one), then join them.
+    """Train `config.members` members, those not finished yet (resuming a stopped one), then join them.
 
     With `tensorboard_dir`, member K logs into its `member-K` folder: one run each in TensorBoard.
     """
-    if members < 1:
-        raise ConfigError(f"an ensemble needs at least 1 member, got {members}")
     out_dir = Path(out_dir)
-    member_dirs = [out_dir / f"member-{k}" for k in range(members)]
+    member_dirs = [out_dir / f"member-{k}" for k in range(config.members)]
     for k, member_dir in enumerate(member_dirs):
         if (member_dir / MODEL_FILE).exists():
             log(f"member {k}: already trained")
             continue
         log(f"member {k}: training {config.model} with seed {config.seed + k}")
         resume = (member_dir / CHECKPOINT_INDEX).exists()
-        train(
-            replace(config, seed=config.seed + k),
+        train_one(
+            replace(config, seed=config.seed + k, members=1),
             member_dir,
             data_dir=data_dir,
             resume=resume,
@@ -78,12 +74,14 @@ def join_members(
     The metadata's `config` holds the settings every member shares; each member's entry holds
     its seed and, under `config`, whatever else it was trained with differently.
     """
-    loaded = [load_model(d) for d in member_dirs]
+    if (Path(out_dir) / MODEL_FILE).exists():
+        raise ConfigError(f"{out_dir} already holds a model; choose another --out")
+    loaded = [Recognizer.load(d) for d in member_dirs]
     configs = [m.metadata.get("config", {}) for m in loaded]
     shared = {k: v for k, v in configs[0].items() if all(c.get(k) == v for c in configs)}
     for k, member in enumerate(loaded):
-        member.model.name = f"member_{k}"  # layer names in one model must be unique
-    model = ensemble([member.model for member in loaded])
+        member.keras_model.name = f"member_{k}"  # layer names in one model must be unique
+    model = ensemble([member.keras_model for member in loaded])
     dataset = loaded[0].metadata.get("dataset", "mnist")
     data = load_dataset(dataset, data_dir)
     figures = split_figures(model, data)
@@ -109,6 +107,7 @@ def join_members(
         figures["validation"]["accuracy"],
         train_seconds,
         sum(m.metadata.get("epochs", 0) for m in loaded),
+        "ensemble",
     )
 
 

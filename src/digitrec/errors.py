@@ -4,7 +4,8 @@
     ├── ConfigError (ValueError)   a bad flag, an unknown model or dataset, a value out of range
     ├── DataError                  a dataset missing, truncated, malformed or failing its checksum
     ├── ModelError                 weights missing or corrupt, a file that is not a digitrec model
-    └── ImageError (ValueError)    an image that cannot be decoded, is too large, or has no sense
+    ├── ImageError (ValueError)    an image that cannot be decoded, is too large, or has no sense
+    └── InputError (ValueError)    arrays that break the models' input contract (`digitrec.contract`)
 
 Each message says what arrived, what was expected, and how to fix it. Anything else that escapes
 is a bug.
@@ -29,3 +30,7 @@ class ModelError(DigitrecError):
 
 class ImageError(DigitrecError, ValueError):
     """An image that cannot be decoded, is too large, or has an impossible shape."""
+
+
+class InputError(DigitrecError, ValueError):
+    """Arrays that are not `(n, 28, 28)` floats in [0, 1], the input every model takes."""

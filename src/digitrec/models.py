@@ -1,21 +1,19 @@
 """The model zoo: one small builder per architecture, each an uncompiled Keras model.
 
-Every model takes the same input, stated once: `(n, 28, 28)` floats in [0, 1], white ink on
-black, as MNIST; and returns `(n, 10)` probabilities. Photo clean-up happens before (in
-`digitrec.preprocess`), augmentation only while training (in `digitrec.augment`).
+Every model takes the input of `digitrec.contract` and returns `(n, 10)` probabilities. Photo
+clean-up happens before (in `digitrec.preprocess`), augmentation only while training (in
+`digitrec.augment`).
 """
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
-import numpy as np
 from keras import layers
 
+from digitrec.contract import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.errors import ConfigError
-
-IMAGE_SHAPE = (28, 28)
-NUM_CLASSES = 10
+from digitrec.recipes import PRECISIONS
 
 
 def _pixels() -> keras.KerasTensor:
@@ -105,19 +103,9 @@ def ensemble(members: Sequence[keras.Model]) -> keras.Model:
     return keras.Model(inputs, mean, name="ensemble")
 
 
-MODELS: dict[str, Callable[[], keras.Model]] = {
-    "softmax": softmax,
-    "mlp": mlp,
-    "lenet5": lenet5,
-    "fast": fast,
-    "cnn": cnn,
-}
+# Keyed by each builder's own name, in the order of `recipes.ARCHITECTURES` (a test holds them equal).
+MODELS: dict[str, Callable[[], keras.Model]] = {f.__name__: f for f in (softmax, mlp, lenet5, fast, cnn)}
 
-
-# Mixed bfloat16 computes in bfloat16 and keeps float32 weights: whole `cnn` runs about 1.2×
-# faster on a 2-core CPU with AVX-512 BF16 (benchmarks/RESULTS.md); emulated, hence slower, on
-# CPUs without bfloat16 units.
-PRECISIONS = ("float32", "mixed_bfloat16")
 # The /proc/cpuinfo flags of CPUs that compute in bfloat16: x86 (AVX-512 BF16, AMX) and Arm.
 BFLOAT16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
@@ -172,18 +160,3 @@ def float32_copy(model: keras.Model, name: str) -> keras.Model:
     copy = build(name)
     copy.set_weights(model.get_weights())
     return copy
-
-
-def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 2000) -> np.ndarray:
-    """Probabilities `(n, 10)` as NumPy, calling the model directly in inference mode.
-
-    A direct call skips the set-up `model.predict` pays on every use (a data adapter, a traced
-    function), which dominates for the small, frequent predictions of training and serving.
-    """
-    if len(images) == 0:
-        return np.zeros((0, NUM_CLASSES), np.float32)
-    batches = [
-        keras.ops.convert_to_numpy(model(images[i : i + batch_size], training=False))
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(batches).astype(np.float32)

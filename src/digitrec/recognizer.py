@@ -1,31 +1,38 @@
-"""The one entry point for recognition: `Recognizer.load(...)`, then `.predict(images)`.
+"""The one way to run a model: `Recognizer.load(...)`, then `.predict(images)`.
 
     from digitrec import Recognizer
-    recognizer = Recognizer.load("default")            # or a model directory, a .keras file
+    recognizer = Recognizer.load("default")            # or a model directory, .keras, .tflite, SavedModel
     [answer] = recognizer.predict(["photo.jpg"])
     answer.digit, answer.confidence, answer.uncertain
     [answer] = recognizer.predict(["envelope.png"], multi=True)
     answer.number, [d.box for d in answer.digits]
 
 Images may be paths, encoded bytes, PIL images or arrays; each is normalised as MNIST by
-`digitrec.preprocess` and the model sees them in batches.
+`digitrec.preprocess` and the model sees them in batches. `predict_proba` takes images that
+already meet the input contract (`digitrec.contract`) and checks that they do. The CLI, the
+server, evaluation, export, ensembles and distillation teachers all run models through here.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from digitrec.preprocess import Digit, ImageInput, read
-from digitrec.runtime import Backend, load_backend
+from digitrec.artifact import read_metadata, resolve_model_path
+from digitrec.backends import Backend, KerasBackend, open_backend
+from digitrec.contract import NUM_CLASSES, check_images
+from digitrec.errors import ConfigError, ImageError, ModelError
+from digitrec.preprocess import IMAGE_SUFFIXES, Digit, ImageInput, find_images, read
 
 # Below this top probability an answer is flagged uncertain. On MNIST's test set the bundled
 # model is that unsure of well under 1% of digits, while most letters and scribbles fall below
 # it (see benchmarks/RESULTS.md, "uncertainty").
 UNCERTAIN_BELOW = 0.8
-BATCH_SIZE = 256
+BATCH_SIZE = 512  # images per model call: large enough to amortise a call, small enough for any backend
+FILES_PER_BATCH = 64  # image files decoded before their digits go to the model together
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,15 @@ class Prediction:
             out["digits"] = [d.to_dict() for d in self.digits]
         return out
 
+    def describe(self, top_k: int | None = None) -> str:
+        """One line for a person: `7 (0.998)`, the number read, the K likeliest, why uncertain."""
+        text = f"{self.digit} ({self.confidence:.3f})"
+        if self.number is not None:
+            text += f"  number {self.number or '-'}"
+        if top_k:
+            text += "  top " + ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in self.to_dict(top_k)["top_k"])
+        return text + (f"  uncertain: {self.reason}" if self.uncertain else "")
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -77,29 +93,40 @@ class Recognizer:
     each backend is imported only when a model of its kind is loaded.
     """
 
-    def __init__(self, backend: Backend, metadata: dict, path: Path):
-        self.backend, self.metadata, self.path = backend, metadata, path
+    def __init__(self, backend: Backend, metadata: dict | None = None, path: Path | None = None):
+        self.backend, self.metadata, self.path = backend, metadata or {}, path
 
     @classmethod
     def load(cls, name_or_path: str | Path = "default") -> "Recognizer":
         """A bundled model (`default`, `ensemble`), a model directory, a `.keras` or `.tflite`
-        file, or a SavedModel directory."""
-        loaded = load_backend(name_or_path)
-        return cls(loaded.backend, loaded.metadata, loaded.path)
+        file, or a SavedModel directory; a model directory's weights are checked by SHA-256."""
+        path = resolve_model_path(name_or_path)
+        metadata = read_metadata(path)
+        return cls(open_backend(path, metadata), metadata, path)
+
+    @classmethod
+    def from_keras(cls, model: Any, metadata: dict | None = None) -> "Recognizer":
+        """A Keras model in memory (one being trained, say) behind the same interface."""
+        return cls(KerasBackend(model), metadata)
+
+    @property
+    def keras_model(self) -> Any:
+        """The Keras model itself, for what needs its layers (joining, exporting)."""
+        if not isinstance(self.backend, KerasBackend):
+            raise ModelError(f"{self.path} is not a Keras model; pass a model directory or a .keras file")
+        return self.backend.model
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path else "a model in memory"
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """`(n, 10)` probabilities for normalised images `(n, 28, 28)` in [0, 1], white on black."""
-        images = np.asarray(images, np.float32)
-        return (
-            np.concatenate(
-                [
-                    self.backend.predict_proba(images[i : i + BATCH_SIZE])
-                    for i in range(0, len(images), BATCH_SIZE)
-                ]
-            )
-            if len(images)
-            else np.zeros((0, 10), np.float32)
-        )
+        """`(n, 10)` probabilities for `(n, 28, 28)` floats in [0, 1], white on black; else `InputError`."""
+        images = check_images(images)
+        if not len(images):
+            return np.zeros((0, NUM_CLASSES), np.float32)
+        batches = [self.backend.run(images[i : i + BATCH_SIZE]) for i in range(0, len(images), BATCH_SIZE)]
+        return np.concatenate(batches)
 
     def prepare(self, image: ImageInput, multi: bool = False) -> Prepared:
         """Preprocess one image; raises `ImageError` for one that cannot be read."""
@@ -108,6 +135,26 @@ class Recognizer:
     def predict(self, images: ImageInput | Sequence[ImageInput], multi: bool = False) -> list[Prediction]:
         """One `Prediction` per image; with `multi`, also the number it holds, digit by digit."""
         return self.predict_prepared([self.prepare(item, multi) for item in _as_list(images)])
+
+    def predict_files(
+        self, paths: Sequence[str | Path], multi: bool = False
+    ) -> Iterator[tuple[Path, "Prediction | ImageError"]]:
+        """Each image file given or found under a directory given (recursively, by suffix), with
+        its answer or the `ImageError` that says why it could not be read; the others go on."""
+        files = find_images(list(paths))
+        if not files:
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise ConfigError(f"no image files ({suffixes}) under {', '.join(map(str, paths))}")
+        for start in range(0, len(files), FILES_PER_BATCH):
+            readable: list[Path] = []
+            prepared: list[Prepared] = []
+            for path in files[start : start + FILES_PER_BATCH]:
+                try:
+                    prepared.append(self.prepare(path, multi))
+                    readable.append(path)
+                except ImageError as exc:
+                    yield path, exc
+            yield from zip(readable, self.predict_prepared(prepared), strict=True)
 
     def predict_prepared(self, prepared: Sequence[Prepared]) -> list[Prediction]:
         """Predictions for images already through `prepare`, all their digits in one batch."""
