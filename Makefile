@@ -10,13 +10,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'  # dev brings the train and serve extras: everything
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/digitrec train --model $(MODEL) --out runs/$(MODEL)-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/digitrec train --recipe $(MODEL) --out runs/$(MODEL)-$$(date +%Y%m%d-%H%M%S)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks

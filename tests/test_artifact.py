@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from digitrec.artifact import PRETRAINED_DIR
-from digitrec.recognizer import Recognizer
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ModelError
 from digitrec.files import size_of
+from digitrec.recognizer import Recognizer
 
 
 def test_a_saved_model_directory_describes_itself(tiny_model_dir):
@@ -46,7 +46,9 @@ def test_a_file_that_is_not_a_model_is_refused_in_one_line(tmp_path):
 
 
 def test_a_missing_model_says_what_would_do(tmp_path):
-    with pytest.raises(ModelError, match=r"pass a model directory, a \.keras or \.tflite file, .* or one of default"):
+    with pytest.raises(
+        ModelError, match=r"pass a model directory, a \.keras or \.tflite file, .* or one of default"
+    ):
         Recognizer.load(tmp_path / "nothing-here")
 
 

@@ -101,8 +101,8 @@ def test_bilinear_sampling_matches_keras_map_coordinates():
 
 
 def test_a_model_trained_with_elastic_augmentation_saves_and_loads(tmp_path):
-    from digitrec.recognizer import Recognizer
     from digitrec.recipes import recipe
+    from digitrec.recognizer import Recognizer
     from digitrec.training import train
 
     train(

@@ -225,11 +225,11 @@ def test_training_flags_reach_the_configuration():
     [
         (
             "--recipe mlp --rotation 15",
-            "--rotation (rotation_deg) is an augmentation amount, but this run does not augment: add --augment",
+            "--rotation (rotation_deg) is augmentation, but this run does not augment: add --augment",
         ),
         (
             "--no-augment --elastic 34",
-            "--elastic (elastic_alpha) is an augmentation amount, but this run does not augment: add --augment",
+            "--elastic (elastic_alpha) is augmentation, but this run does not augment: add --augment",
         ),
         (
             "--distill-weight 0.3",

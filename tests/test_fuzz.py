@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from digitrec.data import read_idx
-from digitrec.errors import ConfigError, DataError, ImageError
+from digitrec.errors import DataError, ImageError, InputError
 from digitrec.preprocess import segment, to_mnist
 from digitrec.server import _instances
 
@@ -107,7 +107,7 @@ JSON_VALUES = st.recursive(
 def test_any_json_instances_are_accepted_only_as_28x28_unit_floats(instances):
     try:
         images = _instances(instances, limit=256)
-    except (ConfigError, TypeError) as exc:
-        assert isinstance(exc, ConfigError), f"{type(exc).__name__}: {exc}"
+    except (InputError, TypeError) as exc:
+        assert isinstance(exc, InputError), f"{type(exc).__name__}: {exc}"
         return
     assert images.shape[1:] == (28, 28) and images.min() >= 0 and images.max() <= 1

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from digitrec import data
-from digitrec.recognizer import Recognizer
 from digitrec.checkpoints import CHECKPOINT_INDEX, EpochCheckpoint, read_checkpoint
 from digitrec.errors import DataError, ModelError
 from digitrec.files import sha256_of
 from digitrec.recipes import recipe
+from digitrec.recognizer import Recognizer
 from digitrec.server import ServeConfig
 
 

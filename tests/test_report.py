@@ -75,12 +75,12 @@ def test_compare_reports_each_model_and_mcnemar(tiny_model_dir, capsys):
 
 
 def test_compare_finds_every_model_before_measuring_any(tiny_model_dir, monkeypatch):
-    from digitrec import evaluate
+    from digitrec import evaluation
     from digitrec.errors import DigitrecError
 
-    monkeypatch.setattr(evaluate, "load_dataset", lambda *args, **kwargs: pytest.fail("measuring began"))
+    monkeypatch.setattr(evaluation, "load_dataset", lambda *args, **kwargs: pytest.fail("measuring began"))
     with pytest.raises(DigitrecError, match="no model at /no/such/model"):
-        evaluate.compare([tiny_model_dir, "/no/such/model"])
+        evaluation.compare([tiny_model_dir, "/no/such/model"])
 
 
 def test_wilson_interval_brackets_the_proportion():

@@ -33,13 +33,20 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` imports on first use
-    from digitrec.errors import ConfigError, DataError, DigitrecError, ImageError, InputError, ModelError
-    from digitrec.evaluation import evaluate
-    from digitrec.exporter import export
-    from digitrec.fitting import TrainResult
-    from digitrec.recipes import TrainConfig, recipe
-    from digitrec.recognizer import Prediction, Recognizer
-    from digitrec.training import train
+    from digitrec.errors import ConfigError as ConfigError
+    from digitrec.errors import DataError as DataError
+    from digitrec.errors import DigitrecError as DigitrecError
+    from digitrec.errors import ImageError as ImageError
+    from digitrec.errors import InputError as InputError
+    from digitrec.errors import ModelError as ModelError
+    from digitrec.evaluation import evaluate as evaluate
+    from digitrec.exporter import export as export
+    from digitrec.fitting import TrainResult as TrainResult
+    from digitrec.recipes import TrainConfig as TrainConfig
+    from digitrec.recipes import recipe as recipe
+    from digitrec.recognizer import Prediction as Prediction
+    from digitrec.recognizer import Recognizer as Recognizer
+    from digitrec.training import train as train
 
 
 def __getattr__(name: str) -> Any:

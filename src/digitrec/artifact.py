@@ -38,7 +38,9 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         bundled = PRETRAINED_DIR / BUNDLED[str(name_or_path)]
         if (bundled / MODEL_FILE).is_file():
             return bundled
-        raise ModelError(f"the bundled model {name_or_path!r} is not installed at {bundled}; pass --model DIR")
+        raise ModelError(
+            f"the bundled model {name_or_path!r} is not installed at {bundled}; pass --model DIR"
+        )
     raise ModelError(f"no model at {name_or_path}; pass {MODEL_FORMS}, or one of {', '.join(BUNDLED)}")
 
 
@@ -79,7 +81,8 @@ def verify_weights(weights: Path, metadata: dict) -> None:
     actual = sha256_of(weights)
     if metadata.get("weights_sha256") not in (None, actual):
         raise ModelError(
-            f"{weights}: SHA-256 {actual[:12]}… differs from metadata.json: the file is corrupt or was replaced"
+            f"{weights}: SHA-256 {actual[:12]}… differs from metadata.json: "
+            "the file is corrupt or was replaced"
         )
 
 

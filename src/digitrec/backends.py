@@ -61,15 +61,21 @@ def load_keras(weights: Path) -> Any:
 
 
 class KerasBackend:
-    """A Keras model, in memory: loaded from disk, or being trained."""
+    """A Keras model: loaded from disk (`compiled`), or in memory, being trained or just built."""
 
-    def __init__(self, model: Any):
-        self.model = model
+    def __init__(self, model: Any, compiled: bool = True):
+        self.model, self.compiled = model, compiled
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        # The compiled predict function (a tf.function or a jitted one, by backend): ten times
-        # faster than an eager call for the small batches a server sees.
-        return np.asarray(self.model.predict_on_batch(images), np.float32)
+        if self.compiled:
+            # The compiled predict function (a tf.function or a jitted one, by backend): ten times
+            # faster than an eager call for the small batches a server sees.
+            return np.asarray(self.model.predict_on_batch(images), np.float32)
+        # A direct call: a model under training lives in a distribution strategy's scope, where
+        # `predict_on_batch` would split the batch over the replicas and stack their copies.
+        import keras
+
+        return np.asarray(keras.ops.convert_to_numpy(self.model(images, training=False)), np.float32)
 
 
 class SavedModelBackend:
@@ -82,7 +88,9 @@ class SavedModelBackend:
         try:
             self.serve = tf.saved_model.load(str(path)).signatures["serving_default"]
         except (OSError, ValueError, KeyError) as exc:
-            raise ModelError(f"{path}: not a loadable SavedModel with a serving_default signature ({exc})") from exc
+            raise ModelError(
+                f"{path}: not a loadable SavedModel with a serving_default signature ({exc})"
+            ) from exc
         [self.input_name] = self.serve.structured_input_signature[1]  # signatures take keywords only
 
     def run(self, images: np.ndarray) -> np.ndarray:

@@ -20,10 +20,16 @@ from digitrec.files import silenced_stderr
 def _train(args: argparse.Namespace) -> None:
     from digitrec.training import train
 
-    config = _train_config(args)
-    log = _log_to(sys.stderr if args.json else sys.stdout)
-    options = {"data_dir": args.data_dir, "tensorboard_dir": args.tensorboard, "progress": _interactive(args)}
-    result = train(config, args.out, resume=args.resume, log=log, **options)
+    stream = sys.stderr if args.json else sys.stdout  # with --json, stdout holds the JSON alone
+    result = train(
+        _train_config(args),
+        args.out,
+        resume=args.resume,
+        data_dir=args.data_dir,
+        log=lambda line: print(line, file=stream, flush=True),
+        progress=not args.json and sys.stdout.isatty(),
+        tensorboard_dir=args.tensorboard,
+    )
     _report(args, result.to_dict(), result.describe())
 
 
@@ -91,25 +97,34 @@ def _export(args: argparse.Namespace) -> None:
     done = export(args.model, args.format, args.out, force=args.force, data_dir=args.data_dir)
     source = done["source_test_accuracy"]
     text = f"wrote {done['out']} ({done['bytes']:,} bytes, {done['format']}): test accuracy "
-    _report(args, done, text + f"{done['test_accuracy']:.4f} (source {source}); metadata in {done['out']}.json")
+    _report(
+        args, done, text + f"{done['test_accuracy']:.4f} (source {source}); metadata in {done['out']}.json"
+    )
 
 
 def _serve(args: argparse.Namespace) -> None:
     from digitrec.server import ServeConfig, serve
 
-    serve(args.model, ServeConfig(host=args.host, port=args.port), announce=lambda line: print(line, flush=True))
+    serve(
+        args.model, ServeConfig(host=args.host, port=args.port), announce=lambda line: print(line, flush=True)
+    )
 
 
 def _report(args: argparse.Namespace, figures: dict, text: str) -> None:
     print(json.dumps(figures) if args.json else text)
 
 
-def _log_to(stream):
-    return lambda line: print(line, file=stream, flush=True)
+# Where an optional dependency is missing: the extra that installs it.
+_EXTRAS = {"keras": "train", "tensorflow": "train", "matplotlib": "train", "tensorboard": "train"}
+_EXTRAS |= dict.fromkeys(("fastapi", "starlette", "uvicorn", "multipart", "prometheus_client"), "serve")
 
 
-def _interactive(args: argparse.Namespace) -> bool:
-    return not args.json and sys.stdout.isatty()
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """`pip install 'digitrec[train]'`-style advice where an extra's package is missing, else None."""
+    extra = _EXTRAS.get((exc.name or "").partition(".")[0])
+    return (
+        f"this needs {exc.name}, which is not installed: pip install 'digitrec[{extra}]'" if extra else None
+    )
 
 
 def _needs_keras(args: argparse.Namespace) -> bool:
@@ -127,16 +142,8 @@ def _import_keras_quietly() -> None:
         import keras  # noqa: F401
 
 
-_HANDLERS = {
-    "train": _train,
-    "join": _join,
-    "evaluate": _evaluate,
-    "predict": _predict,
-    "compare": _compare,
-    "show": _show,
-    "export": _export,
-    "serve": _serve,
-}
+_COMMANDS = ("train", "join", "evaluate", "predict", "compare", "show", "export", "serve")
+_HANDLERS = {command: globals()[f"_{command}"] for command in _COMMANDS}  # `_train` runs `train`, …
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,10 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("digitrec: interrupted", file=sys.stderr)
         return 130
-    except (DigitrecError, OSError) as exc:
-        if args.debug:
+    except (DigitrecError, OSError, ModuleNotFoundError) as exc:
+        message = _missing_extra(exc) if isinstance(exc, ModuleNotFoundError) else _error_text(exc)
+        if args.debug or message is None:
             raise
-        print(f"digitrec: error: {_error_text(exc)}", file=sys.stderr)
+        print(f"digitrec: error: {message}", file=sys.stderr)
         return 2
     return code
 

@@ -44,7 +44,6 @@ def _add_train_command(commands) -> None:
     for setting in fields(TrainConfig):
         if "help" not in setting.metadata:
             continue
-        kind = {"metavar": setting.name.split("_")[0].upper()} if setting.type is not bool else {}
         settings.add_argument(
             flag_of(setting.name),
             dest=setting.name,
@@ -52,13 +51,12 @@ def _add_train_command(commands) -> None:
             action=argparse.BooleanOptionalAction if setting.type is bool else None,
             choices=setting.metadata["choices"] or None,
             help=f"{setting.metadata['help']} (cnn: {setting.default!r})",
-            **({} if setting.metadata["choices"] else kind),
+            metavar=None if setting.type is bool or setting.metadata["choices"] else setting.name.upper(),
         )
     _add_data_flags(train, dataset=False)
 
 
 def _add_measuring_commands(commands) -> None:
-    """join, evaluate, compare and show: commands that build or measure models."""
     join = commands.add_parser("join", help="average trained models' probabilities into one ensemble model")
     join.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model directories")
     join.add_argument("--out", type=Path, required=True, help="the ensemble's model directory")
@@ -82,11 +80,12 @@ def _add_measuring_commands(commands) -> None:
 
 
 def _add_using_commands(commands) -> None:
-    """predict, export and serve: commands that put a trained model to use."""
     predict = commands.add_parser("predict", help="recognize the digits in image files")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or directories")
     predict.add_argument("--model", default="default", help=MODEL_HELP)
-    predict.add_argument("--top-k", type=int, choices=range(1, 11), metavar="K", help="also list the K likeliest")
+    predict.add_argument(
+        "--top-k", type=int, choices=range(1, 11), metavar="K", help="also list the K likeliest"
+    )
     predict.add_argument("--multi", action="store_true", help="read several digits: a number")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
 
@@ -106,10 +105,5 @@ def _add_using_commands(commands) -> None:
 def _add_data_flags(command, dataset: bool = True) -> None:
     if dataset:
         command.add_argument("--dataset", help="mnist (default), fashion-mnist or kmnist")
-    command.add_argument(
-        "--data-dir",
-        type=Path,
-        metavar="DIR",
-        help="the folder holding the dataset's IDX files (or DIR/NAME/); no other place is searched",
-    )
+    command.add_argument("--data-dir", type=Path, metavar="DIR", help="the dataset's folder, and no other")
     command.add_argument("--json", action="store_true", help="print one JSON object as the last line")

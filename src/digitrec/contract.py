@@ -19,7 +19,9 @@ def check_images(images: object) -> np.ndarray:
     try:
         array = np.asarray(images)
     except (ValueError, TypeError) as exc:  # ragged nested lists, objects NumPy cannot stack
-        raise InputError(f"expected images shaped (n, 28, 28); got something NumPy cannot stack ({exc})") from None
+        raise InputError(
+            f"expected images shaped (n, 28, 28); got ragged rows, which NumPy cannot stack ({exc})"
+        ) from None
     if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
         hint = "; pass a single image as images[None]" if array.shape == IMAGE_SHAPE else ""
         raise InputError(
@@ -36,6 +38,7 @@ def check_images(images: object) -> np.ndarray:
         seen = f"values from {finite.min():g} to {finite.max():g}" if finite.size else "no finite values"
         raise InputError(
             f"expected pixel values in [0, 1] (white ink on black), got {seen}"
-            f"{'' if finite.size == array.size else ', and NaN or infinity'}; divide 0-255 pixels by 255 first"
+            f"{'' if finite.size == array.size else ', and NaN or infinity'}; "
+            "divide 0-255 pixels by 255 first"
         )
     return array.astype(np.float32, copy=False)

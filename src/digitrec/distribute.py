@@ -3,7 +3,7 @@
 Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` (keras-team/keras#20585: a
 `reduce` of the first batch and of scalar metrics), so the distributed path is a custom loop
 with the same Keras model, optimizer, schedule, augmentation, loss, checkpoints and reports as
-`digitrec.train`: `strategy.run` on each replica's share of a global batch, the loss averaged
+`digitrec.fitting`: `strategy.run` on each replica's share of a global batch, the loss averaged
 with `tf.nn.compute_average_loss` over the *global* batch, gradients all-reduced by the
 strategy. So the recipe's `batch_size` and `lr` are global: with N replicas each sees
 batch_size / N images a step and the learning rate needs no rescaling.
@@ -30,13 +30,19 @@ import numpy as np
 from digitrec.checkpoints import load_checkpoint, start_point
 from digitrec.data import load_dataset
 from digitrec.errors import ConfigError, DigitrecError
+from digitrec.fitting import (
+    TrainResult,
+    compiled_trainer,
+    epoch_callbacks,
+    finish,
+    train_one,
+    training_arrays,
+)
 from digitrec.models import precision_warning
-from digitrec.fitting import TrainResult, compiled_trainer, epoch_callbacks, finish, train_one, training_arrays
 from digitrec.recipes import STRATEGIES, TrainConfig
 
 if TYPE_CHECKING:
     import tensorflow as tf
-
 
 
 def use_data_parallel() -> int:
@@ -82,7 +88,9 @@ def train_with_strategy(
     if tensorboard_dir is not None:
         raise ConfigError("tf.distribute's training loop writes no TensorBoard logs; drop --tensorboard")
     options.pop("progress", None)  # the loop reports one line an epoch
-    return train_distributed(config, out_dir, make_strategy(config.strategy, config.worker_timeout_s), **options)
+    return train_distributed(
+        config, out_dir, make_strategy(config.strategy, config.worker_timeout_s), **options
+    )
 
 
 def train_distributed(

@@ -99,7 +99,9 @@ def describe_evaluation(figures: dict) -> str:
         "digit  precision  recall  f1      support",
     ]
     for digit, row in figures["per_class"].items():
-        lines.append(f"{digit:>5}  {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}")
+        lines.append(
+            f"{digit:>5}  {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}"
+        )
     lines.append("confusion (rows: true digit, columns: predicted)")
     lines += [" ".join(f"{count:5d}" for count in row) for row in figures["confusion"]]
     return "\n".join(lines)

@@ -39,16 +39,19 @@ def export(
     data = load_dataset(loaded.metadata.get("dataset", "mnist"), data_dir)
     _write(loaded.keras_model, fmt, out, scale(data.train_images[:REPRESENTATIVE_IMAGES]))
     probs = Recognizer.load(out).predict_proba(scale(data.test_images))
-    metadata = write_metadata(out, {
-        "format": fmt,
-        "source": str(loaded.path),
-        "source_sha256": loaded.metadata.get("weights_sha256"),
-        "source_test_accuracy": loaded.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
-        "dataset": data.name,
-        "test_accuracy": float(np.mean(probs.argmax(1) == data.test_labels)),
-        "sha256": sha256_of(out / "saved_model.pb" if out.is_dir() else out),
-        "bytes": size_of(out),
-    })
+    metadata = write_metadata(
+        out,
+        {
+            "format": fmt,
+            "source": str(loaded.path),
+            "source_sha256": loaded.metadata.get("weights_sha256"),
+            "source_test_accuracy": loaded.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
+            "dataset": data.name,
+            "test_accuracy": float(np.mean(probs.argmax(1) == data.test_labels)),
+            "sha256": sha256_of(out / "saved_model.pb" if out.is_dir() else out),
+            "bytes": size_of(out),
+        },
+    )
     return {"out": str(out), **metadata}
 
 

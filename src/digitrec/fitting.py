@@ -21,11 +21,11 @@ import numpy as np
 from digitrec.artifact import save_model_dir
 from digitrec.augment import augmenter
 from digitrec.checkpoints import EpochCheckpoint, load_checkpoint, remove_checkpoints, start_point
+from digitrec.contract import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.data import Dataset, load_dataset, scale
 from digitrec.errors import ConfigError
 from digitrec.files import atomic_write_text, reported_as
 from digitrec.metrics import classification_metrics
-from digitrec.contract import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.models import build, float32_copy, precision_warning
 from digitrec.recipes import TrainConfig
 from digitrec.recognizer import Recognizer
@@ -56,7 +56,8 @@ class TrainResult:
         """One line for a person."""
         return (
             f"test accuracy {self.accuracy:.4f} (validation {self.val_accuracy:.4f}) after {self.epochs} "
-            f"epoch{'s' * (self.epochs != 1)}, {self.train_seconds:.1f} s of training; saved to {self.model_dir}"
+            f"epoch{'s' * (self.epochs != 1)}, {self.train_seconds:.1f} s of training; "
+            f"saved to {self.model_dir}"
         )
 
 
@@ -165,7 +166,9 @@ def split_figures(model: keras.Model, data: Dataset) -> dict:
     """A trained model's figures on the validation and the test split, as saved in its metadata."""
     recognizer = Recognizer.from_keras(model)
     return {
-        "validation": classification_metrics(data.val_labels, recognizer.predict_proba(scale(data.val_images))),
+        "validation": classification_metrics(
+            data.val_labels, recognizer.predict_proba(scale(data.val_images))
+        ),
         "test": classification_metrics(data.test_labels, recognizer.predict_proba(scale(data.test_images))),
     }
 

@@ -63,10 +63,14 @@ class TrainConfig:
     ema_momentum: float = _setting(
         0.0, "keep an exponential moving average of the weights (e.g. 0.999) and save it", flag="ema"
     )
-    patience: int = _setting(0, "stop after N epochs without a better val_accuracy, keeping the best; 0: never")
+    patience: int = _setting(
+        0, "stop after N epochs without a better val_accuracy, keeping the best; 0: never"
+    )
     members: int = _setting(1, "more than 1: an ensemble of members with seeds SEED, SEED+1, …")
     strategy: str = _setting(
-        "default", "tf.distribute: local GPUs (mirrored) or a TF_CONFIG cluster (multi-worker)", choices=STRATEGIES
+        "default",
+        "tf.distribute: local GPUs (mirrored) or a TF_CONFIG cluster (multi-worker)",
+        choices=STRATEGIES,
     )
     worker_timeout_s: float = _setting(
         60.0, "multi-worker: fail when a worker is silent this many seconds", flag="worker-timeout"
@@ -83,7 +87,9 @@ class TrainConfig:
             raise ConfigError(f"unknown model {self.model!r}; choose one of {', '.join(ARCHITECTURES)}")
         for name in ("epochs", "batch_size", "steps_per_execution", "members"):
             if not 1 <= getattr(self, name) <= 1_000_000:
-                raise ConfigError(f"{name} must be a whole number from 1 to 1,000,000, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"{name} must be a whole number from 1 to 1,000,000, got {getattr(self, name)}"
+                )
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {self.seed}")
         if not 0 < self.lr <= 10:
@@ -104,7 +110,9 @@ class TrainConfig:
         if not self.worker_timeout_s > 0:
             raise ConfigError(f"worker_timeout_s must be above 0, got {self.worker_timeout_s}")
         if self.members > 1 and self.strategy != "default":
-            raise ConfigError("a strategy trains one model; an ensemble (members > 1) trains its members one by one")
+            raise ConfigError(
+                "a strategy trains one model; an ensemble (members > 1) trains its members one by one"
+            )
 
 
 # Settings that say how to run, not what to train: a run may resume with others.
@@ -168,7 +176,9 @@ def configure(base: TrainConfig, **overrides: Any) -> TrainConfig:
     config = replace(base, **given)
     amounts = [name for name in AUGMENTATION_AMOUNTS if name in given]
     if amounts and not config.augment:
-        raise ConfigError(f"{_named(amounts[0])} is an augmentation amount, but this run does not augment: add --augment")
+        raise ConfigError(
+            f"{_named(amounts[0])} is augmentation, but this run does not augment: add --augment"
+        )
     if "distill_weight" in given and not config.teacher:
         raise ConfigError(f"{_named('distill_weight')} weighs a teacher's probabilities: add --teacher MODEL")
     if "worker_timeout_s" in given and config.strategy != "multi-worker":

@@ -73,7 +73,9 @@ class Prediction:
         if self.number is not None:
             text += f"  number {self.number or '-'}"
         if top_k:
-            text += "  top " + ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in self.to_dict(top_k)["top_k"])
+            text += "  top " + ", ".join(
+                f"{t['digit']} {t['probability']:.3f}" for t in self.to_dict(top_k)["top_k"]
+            )
         return text + (f"  uncertain: {self.reason}" if self.uncertain else "")
 
 
@@ -107,7 +109,7 @@ class Recognizer:
     @classmethod
     def from_keras(cls, model: Any, metadata: dict | None = None) -> "Recognizer":
         """A Keras model in memory (one being trained, say) behind the same interface."""
-        return cls(KerasBackend(model), metadata)
+        return cls(KerasBackend(model, compiled=False), metadata)
 
     @property
     def keras_model(self) -> Any:

@@ -12,6 +12,7 @@ A configuration with `members > 1` trains an ensemble (`digitrec.ensemble`), one
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from digitrec.checkpoints import checkpoint_config
 from digitrec.distribute import train_with_strategy
@@ -42,7 +43,12 @@ def train(
     if config is None:
         config = stored_config(out_dir) if resume and out_dir is not None else recipe()
     out = Path(out_dir) if out_dir is not None else default_out_dir(config)
-    options = {"data_dir": data_dir, "log": log, "progress": progress, "tensorboard_dir": tensorboard_dir}
+    options: dict[str, Any] = {
+        "data_dir": data_dir,
+        "log": log,
+        "progress": progress,
+        "tensorboard_dir": tensorboard_dir,
+    }
     if config.members > 1:
         return train_ensemble(config, out, **options)
     if config.strategy != "default":

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from digitrec import models
-from digitrec.recognizer import Recognizer
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
-from digitrec.recipes import recipe
 from digitrec.fitting import training_arrays
+from digitrec.recipes import recipe
+from digitrec.recognizer import Recognizer
 from digitrec.training import train
 
 

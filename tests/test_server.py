@@ -113,7 +113,7 @@ def test_bad_uploads_get_a_4xx_with_a_json_error(live_server, request_kwargs, st
     ("body", "fragment"),
     [
         ({"instances": []}, "'instances' is empty"),
-        ({"instances": [[[0.0] * 28] * 27]}, "expected instances shaped 28×28"),
+        ({"instances": [[[0.0] * 28] * 27]}, "expected images shaped (n, 28, 28), got (1, 27, 28)"),
         ({"instances": [[[0.0] * 28] * 27 + [[0.0] * 5]]}, "ragged"),
         ({"instances": [[[2.0] * 28] * 28]}, "in [0, 1]"),
         ({"instances": [[["x"] * 28] * 28]}, "invalid request"),

@@ -9,6 +9,7 @@ from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
 from digitrec.exporter import export
 from digitrec.recognizer import Recognizer
+from digitrec.synth import PhotoStyle, render_photo
 
 from .conftest import MNIST_DIR
 
@@ -96,20 +97,41 @@ def test_an_export_where_a_file_blocks_the_folder_names_the_out_path(tiny_model_
     assert (tmp_path / "a-file").read_text() == "not a folder"
 
 
-def test_a_litert_model_predicts_without_importing_tensorflow(exported, tmp_path):
-    from PIL import Image
+# Stands in for an install without the train and serve extras: importing any of them fails.
+_WITHOUT_EXTRAS = """
+import importlib.abc, sys
+EXTRAS = {"tensorflow", "keras", "jax", "matplotlib", "tensorboard", "fastapi", "uvicorn"}
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in EXTRAS:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Absent())
+"""
 
-    Image.fromarray(np.full((50, 50), 255, np.uint8)).save(tmp_path / "blank.png")
+
+def test_a_litert_model_predicts_a_png_without_the_train_extra(exported, tmp_path):
+    data = load_dataset("mnist", MNIST_DIR)
+    (tmp_path / "seven.png").write_bytes(
+        render_photo(scale(data.test_images[0]), PhotoStyle(jpeg_quality=None))
+    )
     model = str(exported["tflite-int8"])
-    script = (
-        "import sys; from digitrec.cli import main; "
-        f"code = main(['predict', {str(tmp_path / 'blank.png')!r}, '--model', {model!r}, '--json']); "
-        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'; "
-        "sys.exit(code)"
+    script = _WITHOUT_EXTRAS + (
+        "from digitrec.cli import main\n"
+        f"code = main(['predict', {str(tmp_path / 'seven.png')!r}, '--model', {model!r}, '--json'])\n"
+        "sys.exit(code)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["uncertain"] is True and done.stderr == ""
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert json.loads(done.stdout)["digit"] == data.test_labels[0] == 7
+
+
+def test_a_command_that_needs_a_missing_extra_says_which_to_install(tmp_path):
+    script = _WITHOUT_EXTRAS + "from digitrec.cli import main\nsys.exit(main(['evaluate']))\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "digitrec: error: this needs keras, which is not installed: pip install 'digitrec[train]'\n"
+    )
 
 
 def test_an_int8_export_from_the_command_line_prints_only_its_summary(tiny_model_dir, tmp_path):
