@@ -19,8 +19,8 @@ train: $(STAMP)
 	$(BIN)/digitrec train --recipe $(MODEL) --out runs/$(MODEL)-$$(date +%Y%m%d-%H%M%S)
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests benchmarks
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks docs
+	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/mypy src/digitrec
 
 # The page's tests drive Debian's Chromium (Playwright's own browser download is not used).

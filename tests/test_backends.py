@@ -47,17 +47,27 @@ def test_a_keras_file_opens_on_keras(tiny_model_dir):
     assert isinstance(open_backend(tiny_model_dir / "model.keras", {}), KerasBackend)
 
 
-def test_a_folder_with_saved_model_pb_opens_on_tensorflow(tmp_path, images):
+def _uniform_saved_model(folder, classes: int = 10):
+    """A real SavedModel whose serving function gives every image `classes` equal probabilities."""
     import tensorflow as tf
 
     class Uniform(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
         def serve(self, pixels):
-            return {"probs": tf.fill([tf.shape(pixels)[0], 10], 0.1)}
+            return {"probs": tf.fill([tf.shape(pixels)[0], classes], 1 / classes)}
 
     module = Uniform()
-    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
-    backend = open_backend(tmp_path / "sm", {})
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+def test_a_saved_model_that_gives_other_than_ten_probabilities_is_refused(tmp_path):
+    with pytest.raises(ModelError, match=r"the SavedModel outputs \(3,\), expected \(10,\)"):
+        open_backend(_uniform_saved_model(tmp_path / "sm", classes=3), {})
+
+
+def test_a_folder_with_saved_model_pb_opens_on_tensorflow(tmp_path, images):
+    backend = open_backend(_uniform_saved_model(tmp_path / "sm"), {})
     assert isinstance(backend, SavedModelBackend)
     assert np.allclose(backend.run(images), 0.1) and backend.run(images).shape == (5, 10)
 

@@ -73,6 +73,13 @@ def test_a_corrupt_index_is_an_unreadable_checkpoint(tmp_path):
         read_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize("content", ["[]", "{}", '{"epoch": 1}'])
+def test_an_index_of_the_wrong_shape_is_a_config_error_not_a_crash(tmp_path, content):
+    (tmp_path / CHECKPOINT_INDEX).write_text(content)
+    with pytest.raises(ConfigError, match=r"checkpoint\.json: not a checkpoint index"):
+        checkpoint_config(tmp_path)
+
+
 def test_a_stored_config_with_fields_this_version_does_not_know_still_loads(tmp_path):
     config = recipe("softmax", epochs=4, seed=9)
     _write_index(tmp_path, config, retired_setting=True)

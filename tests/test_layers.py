@@ -89,3 +89,10 @@ def test_the_recognizer_and_the_command_line_parser_import_no_tensorflow():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_module_has_a_test_file_of_its_own():
+    tests = Path(__file__).resolve().parent
+    untested = [p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("__")]
+    untested = [stem for stem in untested if not (tests / f"test_{stem}.py").is_file()]
+    assert untested == [], f"give these a tests/test_<module>.py: {untested}"

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from digitrec.data import load_dataset, scale
-from digitrec.errors import ImageError
+from digitrec.errors import ConfigError, ImageError, InputError
 from digitrec.recognizer import UNCERTAIN_BELOW, Recognizer
 from digitrec.synth import PhotoStyle, render_photo
 
@@ -85,3 +85,41 @@ def test_a_number_is_read_left_to_right_with_boxes(recognizer, test_digits):
 def test_a_broken_input_raises_image_error(recognizer):
     with pytest.raises(ImageError, match="not a readable image"):
         recognizer.predict([b"\x89PNG broken"])
+
+
+def test_raw_pixels_are_refused_not_read_as_confident_nonsense(recognizer, test_digits):
+    images, _ = test_digits
+    with pytest.raises(InputError, match="got uint8 pixels; divide 0-255 pixels by 255"):
+        recognizer.predict_proba((images * 255).astype(np.uint8))
+    with pytest.raises(InputError, match="got values from 0 to 255"):
+        recognizer.predict_proba(images * 255)
+    with pytest.raises(InputError, match=r"got \(28, 28\); pass a single image as images\[None\]"):
+        recognizer.predict_proba(images[0])
+
+
+def test_probabilities_come_in_batches_of_any_size_and_agree(recognizer, test_digits):
+    images, labels = test_digits
+    probs = recognizer.predict_proba(np.concatenate([images] * 6))  # 600 images: more than one batch
+    assert probs.shape == (600, 10) and np.allclose(probs[:100], probs[500:], atol=1e-5)
+    assert np.mean(probs[:100].argmax(1) == labels) >= 0.97
+    assert recognizer.predict_proba(np.zeros((0, 28, 28), np.float32)).shape == (0, 10)
+
+
+def test_files_are_found_under_folders_and_a_broken_one_is_answered_with_its_error(recognizer, tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "blank.png").write_bytes(_png(np.full((40, 40), 255, np.uint8)))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    (tmp_path / "notes.txt").write_text("not an image")
+    answers = dict(recognizer.predict_files([tmp_path]))
+    assert sorted(p.name for p in answers) == ["blank.png", "broken.png"]
+    assert isinstance(answers[tmp_path / "broken.png"], ImageError)
+    assert answers[tmp_path / "sub" / "blank.png"].reason == "no ink"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no image files"):
+        list(recognizer.predict_files([tmp_path / "empty"]))
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -92,6 +92,14 @@ class SavedModelBackend:
                 f"{path}: not a loadable SavedModel with a serving_default signature ({exc})"
             ) from exc
         [self.input_name] = self.serve.structured_input_signature[1]  # signatures take keywords only
+        try:
+            shape = self.run(np.zeros((1, *IMAGE_SHAPE), np.float32)).shape
+        except Exception as exc:  # any failure here means the model does not take our input
+            raise ModelError(f"{path}: the SavedModel does not take 28×28 images ({exc})") from exc
+        if shape != (1, NUM_CLASSES):
+            raise ModelError(
+                f"{path}: the SavedModel outputs {shape[1:]}, expected ({NUM_CLASSES},) probabilities"
+            )
 
     def run(self, images: np.ndarray) -> np.ndarray:
         [output] = self.serve(**{self.input_name: self.tf.constant(images)}).values()

@@ -61,13 +61,16 @@ def read_checkpoint(out_dir: Path | str) -> dict:
     """The index of a run's last checkpoint: epoch, file, config and history so far."""
     index = Path(out_dir) / CHECKPOINT_INDEX
     try:
-        return json.loads(index.read_text(encoding="utf-8"))
+        stored = json.loads(index.read_text(encoding="utf-8"))
     except FileNotFoundError:
         if (index.parent / MODEL_FILE).exists():  # a run's checkpoints are deleted once it is saved
             raise ConfigError(f"nothing to resume: {index.parent} holds a finished model") from None
         raise ConfigError(f"nothing to resume: {index} does not exist") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{index}: unreadable checkpoint index ({exc})") from exc
+    if not (isinstance(stored, dict) and {"epoch", "file", "config", "history"} <= set(stored)):
+        raise ConfigError(f"{index}: not a checkpoint index (it needs epoch, file, config and history)")
+    return stored
 
 
 def checkpoint_config(out_dir: Path | str) -> TrainConfig:

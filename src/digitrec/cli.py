@@ -65,7 +65,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from digitrec.evaluation import compare, describe_comparison
 
-    result = compare(args.models, args.dataset or "mnist", args.data_dir)
+    result = compare(args.models, args.dataset, args.data_dir)
     _report(args, result, describe_comparison(result))
 
 

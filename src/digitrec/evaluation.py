@@ -56,9 +56,11 @@ def _report(loaded: Recognizer, figures: dict, images, labels, probs, report_dir
     )
 
 
-def compare(models: list[str | Path], dataset: str = "mnist", data_dir: Path | str | None = None) -> dict:
-    """Accuracy, size, parameters and single-image latency per model; McNemar's test of the first two."""
+def compare(models: list[str | Path], dataset: str | None = None, data_dir: Path | str | None = None) -> dict:
+    """Accuracy, size, parameters and single-image latency per model on the test split of `dataset`
+    (by default the first model's); McNemar's test of the first two."""
     loaded_models = [Recognizer.load(name) for name in models]  # a bad one fails before minutes of measuring
+    dataset = dataset or loaded_models[0].metadata.get("dataset", "mnist")
     data = load_dataset(dataset, data_dir)
     images = scale(data.test_images)
     rows, rights = [], []

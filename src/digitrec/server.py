@@ -298,21 +298,14 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
-        return _error(413, str(exc))
+    # Each error digitrec raises on purpose, and the status that answers it.
+    statuses = {_TooLarge: 413, ImageError: 400, ConfigError: 422, InputError: 422}
 
-    @app.exception_handler(ImageError)
-    async def bad_image(request: Request, exc: ImageError) -> JSONResponse:
-        return _error(400, str(exc))
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        return _error(next(code for kind, code in statuses.items() if isinstance(exc, kind)), str(exc))
 
-    @app.exception_handler(ConfigError)
-    async def bad_request(request: Request, exc: ConfigError) -> JSONResponse:
-        return _error(422, str(exc))
-
-    @app.exception_handler(InputError)
-    async def bad_instances(request: Request, exc: InputError) -> JSONResponse:
-        return _error(422, str(exc))
+    for kind in statuses:
+        app.add_exception_handler(kind, refused)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
