@@ -5,12 +5,17 @@ MNIST test digits as dark-on-white PNGs (multipart, a new connection per request
 and scripts mostly do). Prints throughput, latency percentiles and errors; exits 1 unless there
 are no errors, p99 <= 100 ms and >= 300 requests/s.
 
-Usage: python benchmarks/serve_load.py [--model M] [--clients 32] [--requests 60]
+Usage: python benchmarks/serve_load.py [--model M] [--clients 32] [--requests 60] [--baseline SRC]
+
+`--baseline SRC` first runs the same load against the server in another checkout's `src` (for
+example today's, `git archive HEAD src | tar -x -C /tmp/head`), then this one, and also requires
+at least 3× its throughput.
 """
 
 import argparse
 import http.client
 import io
+import os
 import subprocess
 import sys
 import threading
@@ -92,15 +97,13 @@ def run_clients(port: int, uploads: list[bytes], clients: int) -> tuple[list[flo
     return latencies, errors, time.perf_counter() - started
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--requests", type=int, default=60)
-    args = parser.parse_args()
+def measure(args: argparse.Namespace, src: str | None, label: str) -> tuple[float, float, int]:
+    """Serve from `src` (None: this checkout), load it, print one line: rate, p99, errors."""
     [port] = free_ports(1)
-    command = [str(BIN / "digitrec"), "serve", "--model", args.model, "--port", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    model = ["--model", args.model] if args.model else []
+    command = [str(BIN / "python"), "-m", "digitrec", "serve", *model, "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": src} if src else None
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         wait_until_healthy(port, server)
         uploads = png_uploads(args.requests)
@@ -114,10 +117,29 @@ def main() -> int:
     rate = len(latencies) / elapsed
     p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
     print(
-        f"{args.model}: {args.clients} clients × {args.requests} PNG uploads: {rate:.0f} requests/s, "
-        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ms.max():.1f} ms, {len(errors)} errors"
+        f"{label} ({args.model or 'serve default'}): {args.clients} clients × {args.requests} PNG uploads: "
+        f"{rate:.0f} requests/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ms.max():.1f} ms, "
+        f"{len(errors)} errors",
+        flush=True,
     )
-    return 0 if not errors and p99 <= 100 and rate >= 300 else 1
+    return rate, float(p99), len(errors)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", help="default: serve's own default model")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--baseline", metavar="SRC", help="another checkout's src/ to measure first")
+    args = parser.parse_args()
+    floor = 300.0
+    if args.baseline:
+        baseline_rate, _, _ = measure(args, args.baseline, "baseline")
+        floor = 3 * baseline_rate
+    rate, p99, errors = measure(args, None, "this checkout")
+    if args.baseline:
+        print(f"speed-up: {rate / baseline_rate:.1f}×")
+    return 0 if not errors and p99 <= 100 and rate >= floor else 1
 
 
 if __name__ == "__main__":

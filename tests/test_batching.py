@@ -1,6 +1,8 @@
 import asyncio
+import time
 
 import numpy as np
+import pytest
 
 from digitrec.batching import MicroBatcher, inline
 
@@ -59,3 +61,53 @@ def test_inline_answers_with_the_model_itself():
     calls: list[int] = []
     answer = asyncio.run(inline(_sums(calls))(np.ones((2, 28, 28), np.float32)))
     assert calls == [2] and answer[:, 0].tolist() == [784.0, 784.0]
+
+
+def test_the_work_pool_keeps_what_runs_within_its_memory_budget():
+    from digitrec.batching import WorkPool
+
+    running: list[int] = []
+    peak: list[int] = []
+
+    def job(cost: int) -> int:
+        running.append(cost)
+        peak.append(sum(running))
+        time.sleep(0.05)
+        running.remove(cost)
+        return cost
+
+    async def main() -> list[int]:
+        pool = WorkPool(workers=4, capacity_bytes=100, max_waiting=10)
+        try:
+            return await asyncio.gather(*(pool.run(cost, job, cost) for cost in (60, 60, 30, 30, 100)))
+        finally:
+            pool.close()
+
+    assert asyncio.run(main()) == [60, 60, 30, 30, 100] and max(peak) <= 100
+
+
+def test_a_job_whose_request_gave_up_while_waiting_never_runs_and_a_full_queue_is_busy():
+    from digitrec.batching import Busy, WorkPool
+
+    ran: list[str] = []
+
+    def job(name: str) -> None:
+        time.sleep(0.2)
+        ran.append(name)
+
+    async def main() -> None:
+        pool = WorkPool(workers=2, capacity_bytes=10, max_waiting=1)
+        first = asyncio.ensure_future(pool.run(10, job, "first"))
+        await asyncio.sleep(0.01)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.run(10, job, "timed out"), 0.05)  # waits, then gives up
+        waiting = asyncio.ensure_future(pool.run(10, job, "third"))
+        await asyncio.sleep(0.01)
+        with pytest.raises(Busy, match="already waiting"):
+            await pool.run(10, job, "refused")
+        await asyncio.gather(first, waiting)
+        assert pool.in_use == 0
+        pool.close()
+
+    asyncio.run(main())
+    assert ran == ["first", "third"]

@@ -264,8 +264,8 @@ def test_a_model_that_cannot_answer_fails_serve_before_it_announces_and_frees_th
 
     real_load = Recognizer.load
 
-    def load_broken(model):
-        recognizer = real_load(model)
+    def load_broken(model, **options):
+        recognizer = real_load(model, **options)
         monkeypatch.setattr(recognizer, "predict_proba", cannot_answer)
         return recognizer
 
@@ -292,3 +292,112 @@ def test_a_port_already_taken_is_one_line_and_exit_2(capsys):
         f"digitrec: error: cannot listen on 127.0.0.1:{port}: Address already in use;"
         " choose another --port or --host\n"
     )
+
+
+def _image_file(kind: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", (32, 32), 255).save(out, kind)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _image_file("ICO"),
+        _image_file("PPM"),
+        _image_file("TGA"),
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
+    ],
+)
+def test_formats_beyond_the_documented_ones_are_refused(litert_server, body):
+    response = httpx.post(f"{litert_server}/api/predict", files={"image": ("x.png", body, "image/png")})
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "the image bytes: not a readable image (not PNG, JPEG, BMP, GIF, WEBP, TIFF)"
+    }
+
+
+@pytest.mark.parametrize(("value", "where"), [('"0.5"', "0.0.0"), ("true", "0.0.0"), ("null", "0.0.0")])
+def test_tf_serving_instances_are_strictly_numbers(litert_server, value, where):
+    response = httpx.post(
+        f"{litert_server}/v1/models/digitrec:predict",
+        content='{"instances": [[[' + value + "]]]}",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": f"invalid request: body.instances.{where}: Input should be a valid number"
+    }
+
+
+def test_health_names_the_model_and_no_response_names_a_path_or_an_address(litert_server):
+    from .conftest import REPO
+
+    assert httpx.get(f"{litert_server}/healthz").json() == {"status": "ok", "model": "default-int8"}
+    hostile = [b"not an image", b"\x00\x00\x01\x00garbage", b"GIF89a\x01", png_header(50_000, 50_000)]
+    for body in hostile:
+        text = httpx.post(f"{litert_server}/api/predict", files={"image": ("x", body, "image/png")}).text
+        assert " at 0x" not in text and str(REPO) not in text and "/tmp" not in text, text
+
+
+@pytest.mark.parametrize("kind", ["IMAGE/PNG", "Image/Png", "application/OCTET-STREAM"])
+def test_content_types_are_matched_whatever_their_case(litert_server, digits, kind):
+    images, labels = digits
+    response = httpx.post(
+        f"{litert_server}/api/predict", content=_dark_on_white_png(images[0]), headers={"content-type": kind}
+    )
+    assert response.status_code == 200 and response.json()["digit"] == labels[0]
+
+
+def test_a_host_header_naming_another_server_is_refused(litert_server):
+    port = litert_server.rsplit(":", 1)[1]
+    response = httpx.get(f"{litert_server}/healthz", headers={"host": f"rebound.example:{port}"})
+    assert response.status_code == 400 and response.json() == {
+        "error": "this server does not answer for host 'rebound.example'; "
+        "start it with --allowed-host rebound.example"
+    }
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert httpx.get(f"{litert_server}/healthz", headers={"host": host}).status_code == 200
+
+
+def test_allowed_hosts_follow_the_bind_address_and_the_flag():
+    from digitrec.server import ServeConfig, _allowed_hosts
+
+    assert _allowed_hosts(ServeConfig()) == {"127.0.0.1", "localhost", "::1"}
+    assert _allowed_hosts(ServeConfig(host="0.0.0.0")) is None
+    assert _allowed_hosts(ServeConfig(host="0.0.0.0", allowed_hosts=("digits.example",))) == {
+        "digits.example"
+    }
+    assert _allowed_hosts(ServeConfig(allowed_hosts=("*",))) is None
+
+
+def test_docs_and_redoc_are_served_from_the_package_and_work_offline(litert_server):
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{litert_server}{page}").text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert assets and all(a.startswith("/static/docs/") for a in assets), assets
+        assert "https://" not in html and "http://" not in html
+        for asset in assets:
+            assert httpx.get(f"{litert_server}{asset}").status_code == 200
+
+
+def test_serve_runs_uvicorn_with_a_header_timeout_and_a_connection_limit(litert_server):
+    from digitrec.server import ServeConfig, server_settings
+
+    settings = server_settings(None, ServeConfig())
+    assert settings.limit_concurrency == 256 and settings.timeout_keep_alive == 5
+    assert (
+        settings.h11_max_incomplete_event_size == 16 * 1024 and settings.http.__name__ == "TimedH11Protocol"
+    )
+
+
+def test_predict_escapes_control_characters_in_file_names(tmp_path, digits, capsys):
+    from digitrec.cli import main
+
+    images, labels = digits
+    (tmp_path / "a\nforged: 9 (1.000)\r.png").write_bytes(_dark_on_white_png(images[0]))
+    assert main(["predict", str(tmp_path), "--model", "default-int8"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{tmp_path}/a\\nforged: 9 (1.000)\\r.png: {labels[0]} (")

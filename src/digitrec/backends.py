@@ -12,16 +12,39 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from digitrec.artifact import MODEL_FILE, verify_weights
+from digitrec.artifact import METADATA_FILE, MODEL_FILE, verify_weights
 from digitrec.contract import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.errors import ModelError
-from digitrec.files import silenced_stderr
+from digitrec.files import sha256_of, silenced_stderr
 
 
 class Backend(Protocol):
     """Runs one batch of contract-checked images: `(n, 28, 28)` float32 in, `(n, 10)` out."""
 
     def run(self, images: np.ndarray) -> np.ndarray: ...
+
+
+def check_trusted(path: Path, metadata: dict, trust: bool) -> None:
+    """Refuse a model that could run code or is unchecked, unless the user said they trust it.
+
+    A SavedModel can run any TensorFlow operation when called, file writes included; there is no
+    safe mode to load one. A `.tflite` runs in LiteRT's interpreter, whose parser is native code:
+    it opens when its sidecar (what `digitrec export` writes) records its SHA-256, else only on trust.
+    Keras files load with `safe_mode=True`, which refuses code (Lambda layers).
+    """
+    if trust:
+        return
+    if (path / "saved_model.pb").is_file():
+        raise ModelError(
+            f"{path.name}: a SavedModel can run any TensorFlow operation (file writes included); "
+            "load it only if you trust it: --trust-model (Recognizer.load(path, trust_model=True))"
+        )
+    if path.suffix == ".tflite" and metadata.get("sha256") != sha256_of(path):
+        state = "differs from" if "sha256" in metadata else "is not recorded in"
+        raise ModelError(
+            f"{path.name}: its SHA-256 {state} its sidecar {path.name}.json (written by digitrec export); "
+            "load it only if you trust it: --trust-model (Recognizer.load(path, trust_model=True))"
+        )
 
 
 def open_backend(path: Path, metadata: dict) -> Backend:
@@ -35,6 +58,11 @@ def open_backend(path: Path, metadata: dict) -> Backend:
         weights = path / MODEL_FILE
         if not weights.is_file():
             raise ModelError(f"{path}: no {MODEL_FILE} in this model directory")
+        if not metadata:
+            raise ModelError(
+                f"{path}: no {METADATA_FILE}, so the weights cannot be checked against their SHA-256; "
+                f"pass the file itself ({weights}) to load it unchecked"
+            )
         verify_weights(weights, metadata)
         return KerasBackend(load_keras(weights))
     if path.suffix != ".keras":

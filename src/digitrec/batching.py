@@ -1,15 +1,79 @@
-"""Micro-batching: requests that arrive together share one model call.
+"""Work off the event loop: micro-batches for the model, a bounded pool for decoding.
 
-A worker thread collects whatever arrives within `window_s` (up to `max_batch` images) and calls
-the model once for all, so its fixed cost per call is shared as the load grows.
+`MicroBatcher`: a worker thread collects whatever arrives within `window_s` (up to `max_batch`
+images) and calls the model once for all, so its fixed cost per call is shared as the load grows.
+
+`WorkPool`: decoding a large image or parsing a large JSON body on worker threads, with admission
+control. Each job states what it will cost in memory; jobs start while what is in flight fits
+`capacity_bytes`, in order of arrival, and a job arriving while `max_waiting` others wait is
+refused at once (`Busy`). A job whose request is cancelled (its time limit passed) while it waits
+never starts; one that has started runs to its end, as a thread cannot be interrupted, and holds
+its share of the budget until then: memory stays bounded even after its request is answered 408.
 """
 
 import asyncio
+import collections
+import concurrent.futures
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+
+
+class Busy(Exception):
+    """More work is waiting for the pool than it accepts: the request should be retried later."""
+
+
+class WorkPool:
+    """Runs CPU-heavy functions on `workers` threads within a memory budget (see the module doc)."""
+
+    def __init__(self, workers: int, capacity_bytes: int, max_waiting: int):
+        self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="digitrec-work")
+        self.capacity, self.max_waiting = capacity_bytes, max_waiting
+        self.in_use = 0  # bytes reserved by jobs queued in the executor or running
+        self.waiting: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+
+    async def run(self, cost_bytes: int, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` on a worker thread, once `cost_bytes` fits the budget."""
+        cost = max(1, min(cost_bytes, self.capacity))
+        loop = asyncio.get_running_loop()
+        if self.waiting or self.in_use + cost > self.capacity:
+            await self._wait_for_turn(cost, loop)
+        else:
+            self.in_use += cost
+        job = self.executor.submit(function, *args)
+        # Released when the thread is done (or the job is cancelled before it started), never
+        # when the awaiting request gives up: a decode that runs on still holds its memory.
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release, cost))
+        return await asyncio.wrap_future(job)
+
+    async def _wait_for_turn(self, cost: int, loop: asyncio.AbstractEventLoop) -> None:
+        if len(self.waiting) >= self.max_waiting:
+            raise Busy(f"{len(self.waiting)} large requests are already waiting; retry in a few seconds")
+        entry = (cost, loop.create_future())
+        self.waiting.append(entry)
+        try:
+            await entry[1]
+        except asyncio.CancelledError:
+            if entry[1].done() and not entry[1].cancelled():
+                self._release(cost)  # granted just as it was cancelled: give the share back
+            else:
+                self.waiting.remove(entry)
+            raise
+
+    def _release(self, cost: int) -> None:
+        self.in_use -= cost
+        while self.waiting and self.in_use + self.waiting[0][0] <= self.capacity:
+            cost, turn = self.waiting.popleft()
+            self.in_use += cost
+            turn.set_result(None)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class MicroBatcher:
