@@ -5,7 +5,7 @@ digit), and random scribbles go through `Recognizer.predict`; for each the share
 uncertain is printed, and for MNIST the accuracy of the answers that were not flagged. The
 flag's threshold is `digitrec.recognizer.UNCERTAIN_BELOW`.
 
-Usage: python benchmarks/uncertainty.py [--model M]
+Usage: python benchmarks/uncertainty.py [--model M] [--uncalibrated]
 """
 
 import argparse
@@ -40,13 +40,34 @@ def scribbles(rng: np.random.Generator, count: int = 100) -> list[Image.Image]:
     return pages
 
 
+def sweep(recognizer: Recognizer, data, rng: np.random.Generator) -> None:
+    """The share flagged of validation digits, letters and scribbles at each threshold: what the
+    threshold is chosen on (the test split takes no part)."""
+    images, _ = data.split("validation")
+    digits = recognizer.predict_proba(scale(images)).max(1)
+    symbols = {
+        name: [a.confidence for a in recognizer.predict(pages)]
+        for name, pages in (("letters", letters(rng)), ("scribbles", scribbles(rng)))
+    }
+    for threshold in np.arange(0.80, 1.0, 0.01):
+        shares = "  ".join(f"{name} {np.mean(np.array(c) < threshold):.1%}" for name, c in symbols.items())
+        print(f"{threshold:.2f}: validation digits {np.mean(digits < threshold):.2%}  {shares}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="default")
+    parser.add_argument("--uncalibrated", action="store_true", help="ignore the model's fitted temperature")
+    parser.add_argument("--sweep", action="store_true", help="flag rates by threshold, validation split only")
     args = parser.parse_args()
     recognizer = Recognizer.load(args.model)
+    if args.uncalibrated:
+        recognizer.temperature = 1.0
     rng = np.random.default_rng(0)
     data = load_dataset("mnist")
+    if args.sweep:
+        sweep(recognizer, data, rng)
+        return
     probs = recognizer.predict_proba(scale(data.test_images))
     flagged = probs.max(1) < UNCERTAIN_BELOW
     right = probs.argmax(1) == data.test_labels

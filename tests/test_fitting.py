@@ -6,7 +6,7 @@ import pytest
 
 from digitrec import models
 from digitrec.data import Dataset, load_dataset
-from digitrec.fitting import TrainResult, compiled_trainer, split_figures, training_arrays
+from digitrec.fitting import TrainResult, compiled_trainer, measure, training_arrays
 from digitrec.recipes import recipe
 
 from .conftest import MNIST_DIR
@@ -88,9 +88,9 @@ def test_the_trainer_augments_only_when_the_recipe_does():
     assert len(augmented.layers) == len(plain.layers) + 1
 
 
-def test_split_figures_of_an_untrained_softmax_call_every_image_a_zero(small):
+def test_measure_of_an_untrained_softmax_call_every_image_a_zero(small):
     # Zero weights give every class 0.1, and a tie goes to the first class.
-    figures = split_figures(models.build("softmax"), small)
+    figures = measure(models.build("softmax"), small)["metrics"]
     for split, labels in (("validation", small.val_labels), ("test", small.test_labels)):
         assert figures[split]["n"] == len(labels)
         assert figures[split]["accuracy"] == pytest.approx(np.mean(labels == 0))

@@ -25,10 +25,11 @@ from digitrec.contract import IMAGE_SHAPE, NUM_CLASSES
 from digitrec.data import Dataset, load_dataset, scale
 from digitrec.errors import ConfigError
 from digitrec.files import atomic_write_text, reported_as
-from digitrec.metrics import classification_metrics
+from digitrec.metrics import calibration, classification_metrics
 from digitrec.models import build, float32_copy, precision_warning
 from digitrec.recipes import TrainConfig
 from digitrec.recognizer import Recognizer
+from digitrec.temperature import apply_temperature, fit_temperature
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,12 @@ def train_one(
         batch_size=config.batch_size,
         epochs=config.epochs,
         initial_epoch=start_epoch,
-        callbacks=epoch_callbacks(config, data, out_dir, history, log, tensorboard_dir),
+        # Keras's bar, per step where stdout is a terminal; first, so that it ends its line before
+        # the epoch's own line is logged (Keras would add it last).
+        callbacks=[
+            *([keras.callbacks.ProgbarLogger()] if progress else []),
+            *epoch_callbacks(config, data, out_dir, history, log, tensorboard_dir),
+        ],
         verbose=1 if progress else 0,
     )
     return finish(config, trainer, data, out_dir, history)
@@ -140,12 +146,13 @@ def finish(
     """Measure the trained model on validation and test once, save it, drop the checkpoints."""
     train_seconds = sum(epoch["seconds"] for epoch in history)
     model = float32_copy(_inner_model(trainer), config.model)
-    figures = split_figures(model, data)
+    measured = measure(model, data)
+    figures = measured["metrics"]
     metadata = {
         "model": config.model,
         "dataset": config.dataset,
         "config": asdict(config),
-        "metrics": figures,
+        **measured,
         "train_seconds": round(train_seconds, 2),
         "epochs": len(history),
     }
@@ -162,14 +169,22 @@ def finish(
     )
 
 
-def split_figures(model: keras.Model, data: Dataset) -> dict:
-    """A trained model's figures on the validation and the test split, as saved in its metadata."""
+def measure(model: keras.Model, data: Dataset) -> dict:
+    """What a trained model's metadata says of it: its `temperature`, fitted on the validation
+    split (`digitrec.temperature`), and its `metrics` on validation and on test."""
     recognizer = Recognizer.from_keras(model)
+    validation = recognizer.predict_proba(scale(data.val_images))
+    temperature = fit_temperature(validation, data.val_labels)
+    test = apply_temperature(recognizer.predict_proba(scale(data.test_images)), temperature)
     return {
-        "validation": classification_metrics(
-            data.val_labels, recognizer.predict_proba(scale(data.val_images))
-        ),
-        "test": classification_metrics(data.test_labels, recognizer.predict_proba(scale(data.test_images))),
+        "temperature": temperature,
+        "metrics": {
+            "validation": classification_metrics(data.val_labels, apply_temperature(validation, temperature)),
+            "test": {
+                **classification_metrics(data.test_labels, test),
+                "ece": calibration(data.test_labels, test)["ece"],
+            },
+        },
     }
 
 
