@@ -1,3 +1,4 @@
+import contextlib
 import os
 import struct
 import zlib
@@ -83,20 +84,39 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def live_server():
     """The real app on uvicorn, on a free loopback port, serving the bundled default model."""
+    from digitrec.recognizer import Recognizer
+
+    with serving(Recognizer.load("default")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def litert_server():
+    """`digitrec serve`'s default (the bundled model on LiteRT int8), with short time limits."""
+    from digitrec.recognizer import Recognizer
+
+    limits = {"header_timeout_s": 1.0, "request_timeout_s": 3.0, "work_memory_bytes": 300_000_000}
+    with serving(Recognizer.load("default-int8"), **limits) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(recognizer, **settings):
+    """The real app, with `serve`'s uvicorn settings, on a free loopback port, in a thread."""
     import socket
     import threading
     import time
 
     import uvicorn
 
-    from digitrec.recognizer import Recognizer
-    from digitrec.server import ServeConfig, create_app
+    from digitrec.server import ServeConfig, create_app, server_settings
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(Recognizer.load("default"), ServeConfig(port=port))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = ServeConfig(port=port, **settings)
+    app = create_app(recognizer, config)
+    server = uvicorn.Server(server_settings(app, config, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -24,6 +24,8 @@ def test_a_directory_and_its_keras_file_load_to_the_same_model(tiny_model_dir):
     images = np.random.default_rng(0).random((2, 28, 28), np.float32)
     from_dir, from_file = Recognizer.load(tiny_model_dir), Recognizer.load(tiny_model_dir / "model.keras")
     assert from_dir.metadata["model"] == "softmax" and from_file.metadata == {}
+    assert from_file.temperature == 1.0  # a bare file has no metadata, so no fitted temperature
+    from_dir.temperature = 1.0
     assert np.allclose(from_dir.predict_proba(images), from_file.predict_proba(images))
 
 

@@ -1,7 +1,10 @@
+import io
 import json
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from digitrec.data import load_dataset, scale
 from digitrec.synth import PhotoStyle, render_photo
 
 from .conftest import MNIST_DIR, png_header
+
+BIN = Path(sys.executable).parent  # the venv's scripts: digitrec
 
 
 def _last_json(out: str) -> dict:
@@ -156,12 +161,39 @@ def test_predict_refuses_a_decompression_bomb_with_its_own_limit(tmp_path, capsy
     )
 
 
-def test_predict_multi_reads_a_number(tmp_path, capsys):
+def _write_number(path, indices=(1, 2)) -> str:
     data = load_dataset("mnist", MNIST_DIR)
-    row = [scale(data.test_images[i]) for i in (1, 2)]
-    (tmp_path / "number.png").write_bytes(render_photo(row, PhotoStyle(digit_px=100, jpeg_quality=None)))
+    row = [scale(data.test_images[i]) for i in indices]
+    path.write_bytes(render_photo(row, PhotoStyle(digit_px=100, jpeg_quality=None)))
+    return "".join(str(data.test_labels[i]) for i in indices)
+
+
+def test_predict_multi_leads_with_the_number_and_its_confidence_then_a_line_per_digit(tmp_path, capsys):
+    number = _write_number(tmp_path / "number.png")
     assert main(["predict", str(tmp_path / "number.png"), "--multi"]) == 0
-    assert f"number {data.test_labels[1]}{data.test_labels[2]}" in capsys.readouterr().out
+    head, *digits = capsys.readouterr().out.splitlines()
+    assert head.startswith(f"{tmp_path / 'number.png'}: {number} (0.")
+    assert head.endswith(", the product of its 2 digits' confidences)")
+    assert [line.split()[0] for line in digits] == list(number) and all(" at (" in line for line in digits)
+
+
+def test_predict_multi_json_has_the_number_first_and_no_one_digit_guess(tmp_path, capsys):
+    number = _write_number(tmp_path / "number.png")
+    assert main(["predict", str(tmp_path / "number.png"), "--multi", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert list(record)[:4] == ["path", "number", "confidence", "confidence_of"]
+    assert record["number"] == number and "digit" not in record and "probabilities" not in record
+    product = record["digits"][0]["confidence"] * record["digits"][1]["confidence"]
+    assert record["confidence"] == pytest.approx(product, abs=1e-5)
+
+
+def test_predict_without_multi_says_an_image_looks_like_several_digits(tmp_path, capsys):
+    _write_number(tmp_path / "number.png", (1, 2, 3))
+    assert main(["predict", str(tmp_path / "number.png")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("uncertain: looks like 3 digits; use --multi")
+    assert main(["predict", str(tmp_path / "number.png"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["uncertain"] is True and record["reason"] == "looks like 3 digits"
 
 
 def test_predict_with_no_images_is_a_user_error(tmp_path, capsys):
@@ -278,8 +310,121 @@ def test_an_ensemble_resumes_with_or_without_resume(tmp_path):
 def test_every_command_the_parser_offers_has_a_handler():
     import argparse
 
-    from digitrec.cli import _HANDLERS
+    from digitrec import cli
     from digitrec.cli_parser import build_parser
 
     (commands,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == set(_HANDLERS)
+    assert all(callable(getattr(cli, f"_{command}", None)) for command in commands.choices)
+
+
+REFUSED = [
+    (["predict", "missing.png"], "missing.png: no such file"),
+    (["predict", "notes.txt"], "notes.txt: not a readable image (not PNG, JPEG"),
+    (["evaluate", "--model", "nope"], "no model at nope; pass a model directory"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), REFUSED)
+def test_a_user_error_is_said_in_its_own_process_without_loading_tensorflow(argv, message, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    script = (
+        f"import json, sys; from digitrec.cli import main; main({argv}); print(json.dumps([*sys.modules]))"
+    )
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    seconds = time.perf_counter() - started
+    assert done.stderr.startswith(f"digitrec: error: {message}") and done.stderr.count("\n") == 1
+    assert not {"tensorflow", "keras", "scipy"} & set(json.loads(done.stdout))
+    assert seconds < 3  # generous for a busy machine; benchmarks/cli_latency.py holds the 0.5 s bar
+
+
+def test_predict_says_which_files_are_not_images_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    from digitrec.recognizer import Recognizer
+
+    monkeypatch.setattr(Recognizer, "load", lambda *_: pytest.fail("the model was loaded"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["predict", str(tmp_path / "missing.png"), str(tmp_path / "notes.txt")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"digitrec: error: {tmp_path / 'missing.png'}: no such file",
+        f"digitrec: error: {tmp_path / 'notes.txt'}: not a readable image (not PNG, JPEG, BMP, GIF, WEBP, "
+        "TIFF)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "guess"),
+    [
+        (["trian"], "invalid choice: 'trian' (choose from 'train', "),
+        (["train", "--recipe", "cnnn"], "; did you mean cnn? (see digitrec train --help)"),
+        (["train", "--epcohs", "3"], "unrecognized arguments: --epcohs 3; did you mean --epochs?"),
+        (["predict", "a.png", "--mutli"], "unrecognized arguments: --mutli; did you mean --multi?"),
+        (["evaluate", "--model", "defualt"], "default-int8; did you mean default?"),
+    ],
+)
+def test_a_misspelt_command_flag_or_model_gets_a_did_you_mean(argv, guess, capsys):
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(argv))
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and guess in err
+    assert "did you mean" in err
+
+
+def test_a_folder_or_file_that_is_no_model_is_refused_naming_the_forms(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a model")
+    assert main(["evaluate", "--model", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"digitrec: error: {tmp_path}: no model.keras or saved_model.pb in this folder; pass a model "
+        "directory, a .keras or .tflite file, a SavedModel directory\n"
+    )
+    assert main(["evaluate", "--model", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt: not a model file; pass a model directory" in capsys.readouterr().err
+
+
+def test_version_is_the_installed_packages(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"digitrec {version('digitrec')}\n"
+
+
+def _interrupt_after_a_checkpoint(config, out_dir, **_):
+    Path(out_dir).mkdir(parents=True)
+    (Path(out_dir) / "checkpoint.json").write_text("{}")
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_training_prints_the_command_that_resumes_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("digitrec.training.train", _interrupt_after_a_checkpoint)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--recipe", "fast", "--epochs", "3"]) == 130
+    [run] = (tmp_path / "runs").iterdir()
+    assert capsys.readouterr().err == (
+        "digitrec: interrupted; resume with: digitrec train --recipe fast --epochs 3 "
+        f"--out runs/{run.name} --resume\n"
+    )
+    assert main(["train", "--recipe", "fast", "--out", "my run", "--resume"]) == 130
+    assert capsys.readouterr().err.endswith("with: digitrec train --recipe fast --out 'my run' --resume\n")
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_there_is_nothing_to_resume(tmp_path, capsys, monkeypatch):
+    def interrupt(config, out_dir, **_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("digitrec.training.train", interrupt)
+    assert main(["train", "--recipe", "fast", "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err == "digitrec: interrupted before the first checkpoint: nothing to resume\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_training_in_a_terminal_shows_a_bar_per_step(tmp_path, small_mnist_dir, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", _Terminal())  # what the CLI and Keras's bar both ask
+    argv = ["train", "--recipe", "fast", "--epochs", "1", "--train-limit", "512", "--batch-size", "128"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--data-dir", str(small_mnist_dir)]) == 0
+    screen = sys.stdout.getvalue()
+    assert all(f"\r\x1b[1m{step}/4\x1b[0m" in screen for step in (1, 4))  # Keras's bar, redrawn per step
+    assert "/step - accuracy: " in screen and "\nepoch 1/1  loss " in screen  # the epoch's line: its own

@@ -83,3 +83,28 @@ def test_every_command_that_reads_data_takes_data_dir_and_json(command):
 
 def test_dataset_is_a_train_setting_not_a_second_data_flag():
     assert _actions("train")["--dataset"].help.endswith("(cnn: 'mnist')")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "serve"])
+def test_every_model_flag_lists_every_form_a_model_takes(command):
+    from digitrec.artifact import BUNDLED
+
+    help_text = " ".join(_actions(command)["--model"].help.split())
+    assert "a model directory, a .keras or .tflite file, a SavedModel directory" in help_text
+    assert all(name in help_text for name in BUNDLED)
+
+
+def test_compare_lists_every_form_a_model_takes_too():
+    (models,) = (a for a in _command("compare")._actions if a.dest == "models")
+    assert ".tflite" in models.help and "SavedModel" in models.help
+
+
+def test_a_command_refuses_a_flag_of_another_command_guessing_its_own(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--multi"])
+    assert capsys.readouterr().err == (
+        "digitrec: error: unrecognized arguments: --multi (see digitrec evaluate --help)\n"
+    )
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--splt", "test"])
+    assert "unrecognized arguments: --splt test; did you mean --split?" in capsys.readouterr().err

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,32 @@ def test_the_comparison_table_shows_each_accuracy_and_mcnemars_test(comparison):
     accuracy = comparison["models"][0]["accuracy"]
     assert text.count(f"  {accuracy:.4f}  ") == 2
     assert "McNemar: 0 images only the first gets right, 0 only the second; p = 1" in text
+
+
+def test_calibrating_an_older_model_records_the_validation_temperature_and_keeps_the_rest(
+    tiny_model_dir, tmp_path
+):
+    import shutil
+
+    from digitrec.evaluation import calibrate
+
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "older")
+    before = json.loads((copy / "metadata.json").read_text())
+    fitted = before.pop("temperature")
+    (copy / "metadata.json").write_text(json.dumps(before))  # as saved before models were calibrated
+    assert Recognizer.load(copy).temperature == 1.0
+    assert calibrate(copy, data_dir=MNIST_DIR) == pytest.approx(fitted, rel=1e-3)
+    after = json.loads((copy / "metadata.json").read_text())
+    assert after == {**before, "temperature": after["temperature"]}
+    assert Recognizer.load(copy).temperature == after["temperature"]
+
+
+def test_a_comparison_gives_each_model_its_accuracy_per_digit(comparison):
+    from digitrec.data import load_dataset
+
+    assert comparison["n"] == 10_000
+    labels = load_dataset("mnist", MNIST_DIR).test_labels
+    for row in comparison["models"]:
+        assert list(row["per_digit"]) == [str(d) for d in range(10)]
+        weighted = sum(row["per_digit"][str(d)] * np.sum(labels == d) for d in range(10)) / len(labels)
+        assert weighted == pytest.approx(row["accuracy"])

@@ -18,6 +18,7 @@ LAYERS = {
     "preprocess": 1,
     "metrics": 1,
     "recipes": 1,
+    "temperature": 1,
     "models": 2,
     "augment": 2.5,
     "artifact": 2.5,

@@ -2,6 +2,8 @@
 real app serving the bundled model (`live_server`). Setup: `apt-get install chromium`; never
 `playwright install` (it downloads a browser of its own). Leaves a screenshot in artifacts/page.png."""
 
+import json
+
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -266,3 +268,72 @@ def test_on_a_phone_the_pad_fits_and_drawing_with_a_finger_does_not_scroll(phone
     assert phone.evaluate("window.scrollY") == 0
     assert ink_pixels(phone) > 0
     expect(phone.locator("#digit")).to_have_text("1")
+
+
+def prediction(digit: int, box: list[int] | None = None) -> dict:
+    """An answer shaped as the server's, for tests of how the page shows one."""
+    probabilities = [0.01] * 10
+    probabilities[digit] = 0.91
+    image = [[0.0] * 28 for _ in range(28)]
+    return {
+        "digit": digit,
+        "confidence": 0.91,
+        "probabilities": probabilities,
+        "uncertain": False,
+        "box": box,
+        "image": image,
+    }
+
+
+def answer_with(route, body: dict) -> None:
+    route.fulfill(status=200, body=json.dumps(body), content_type="application/json")
+
+
+def test_the_answer_reads_an_8_and_a_7(page):
+    answers = iter([prediction(8), prediction(7)])
+    page.route("**/api/predict*", lambda route: answer_with(route, next(answers)))
+    draw(page, ONE)
+    expect(page.locator("#status")).to_have_text("Looks like an 8.")
+    page.click("#clear")
+    draw(page, ONE)
+    expect(page.locator("#status")).to_have_text("Looks like a 7.")
+    numbers = [0, 1, 7, 8, 11, 18, 80, 110, 800, 11000, 180000]
+    said = page.evaluate("numbers => numbers.map(withArticle)", numbers)
+    assert said == [
+        "a 0",
+        "a 1",
+        "a 7",
+        "an 8",
+        "an 11",
+        "an 18",
+        "an 80",
+        "a 110",
+        "an 800",
+        "an 11000",
+        "a 180000",
+    ]
+
+
+@pytest.mark.parametrize(
+    "context_options",
+    [{**PHONE, "viewport": {"width": 390, "height": 844}}, {"viewport": {"width": 1280, "height": 800}}],
+    ids=["phone-390", "laptop-1280"],
+)
+def test_the_page_with_a_long_number_read_never_scrolls_sideways(browser, live_server, log, context_options):
+    page = open_page(browser, live_server, log, **context_options)
+    width = context_options["viewport"]["width"]
+    # Against the device's width, not innerWidth: on a phone the layout viewport grows to fit the page.
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "the empty page scrolls sideways"
+    # 20 digits, as a phone number or an account number would be; boxes in the 280-unit drawing
+    digits = [prediction(i * 7 % 10, [8 + 13 * i, 110, 18 + 13 * i, 170]) for i in range(20)]
+    body = {**digits[0], "number": "".join(str(d["digit"]) for d in digits), "digits": digits}
+    page.route("**/api/predict*", lambda route: answer_with(route, body))
+    page.check("#multi")
+    draw(page, SEVEN)
+    wait_for_answer(page)
+    expect(page.locator("#chips button")).to_have_count(20)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "the answer scrolls sideways"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"page-{width}.png", full_page=True, animations="disabled")
+    page.context.close()
+    assert log["errors"] == [], "the page's script raised"

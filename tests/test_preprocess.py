@@ -218,3 +218,38 @@ def test_directories_are_searched_for_image_files_only(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     found = find_images([tmp_path / "a", tmp_path / "three.webp"])
     assert [p.name for p in found] == ["two.JPG", "one.png", "three.webp"]
+
+
+def test_files_are_sorted_by_their_headers_alone(tmp_path):
+    from digitrec.preprocess import check_image_files
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    Image.new("L", (40, 40)).save(tmp_path / "blank.png")
+    (tmp_path / "wide.png").write_bytes(png_header(20_000, 20))  # refused from its declared size
+    paths = [tmp_path / name for name in ("missing.png", "notes.txt", "blank.png", "wide.png")]
+    readable, refused = check_image_files(paths)
+    assert readable == [tmp_path / "blank.png"]
+    assert [(path.name, str(error).split(": ", 1)[1][:20]) for path, error in refused] == [
+        ("missing.png", "no such file"),
+        ("notes.txt", "not a readable image"),
+        ("wide.png", "20000×20 pixels, ove"),
+    ]
+
+
+def test_a_folder_without_images_is_a_config_error(tmp_path):
+    from digitrec.errors import ConfigError
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ConfigError, match=r"no image files \(.bmp, .gif"):
+        find_images([tmp_path])
+
+
+def test_ink_apart_in_digit_sized_groups_counts_as_that_many_digits(mnist_digits):
+    images, _ = mnist_digits
+    row = render_photo([images[0], images[1], images[2]], PhotoStyle(digit_px=80, jpeg_quality=None))
+    assert to_mnist(row).ink_groups == 3
+    assert to_mnist(render_photo(images[0], PhotoStyle(digit_px=80))).ink_groups == 1
+    page = np.full((60, 120), 255, np.uint8)
+    page[10:50, 20:24] = 0
+    page[45:48, 60:66] = 0  # a speck far from the stroke, too small to be a digit
+    assert to_mnist(page).ink_groups == 1

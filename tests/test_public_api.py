@@ -91,7 +91,7 @@ def _serves(line: str, folder: Path, env: dict) -> None:
     ) as server:
         try:
             assert server.stdout is not None
-            assert "serving default on http://127.0.0.1:" in server.stdout.readline()
+            assert "serving default-int8 on http://127.0.0.1:" in server.stdout.readline()
         finally:
             server.terminate()
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError, ImageError, InputError
-from digitrec.recognizer import UNCERTAIN_BELOW, Recognizer
+from digitrec.recognizer import UNCERTAIN_BELOW, Prediction, Recognizer
 from digitrec.synth import PhotoStyle, render_photo
 
 from .conftest import MNIST_DIR
@@ -123,3 +123,53 @@ def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _reading(*confidences: float, uncertain: bool = False) -> Prediction:
+    """A number's reading as `Recognizer.answer` makes it: digits 2, 0, 2, 6 of these confidences."""
+
+    def one(digit: int, confidence: float, box: tuple) -> Prediction:
+        probs = [(1 - confidence) / 9] * 10
+        probs[digit] = confidence
+        low = confidence < UNCERTAIN_BELOW
+        return Prediction(digit, confidence, probs, low, "low confidence" if low else None, box)
+
+    boxes = [(10 * i, 0, 10 * i + 9, 20) for i in range(len(confidences))]
+    digits = [one(d, c, box) for d, c, box in zip((2, 0, 2, 6), confidences, boxes, strict=False)]
+    whole = one(4, 0.432, (0, 0, 40, 20))  # the whole image read as one digit: a guess with no meaning
+    number = "".join(str(d.digit) for d in digits)
+    reason = "low confidence" if uncertain else None
+    return Prediction(4, 0.432, whole.probabilities, uncertain, reason, whole.box, None, number, digits)
+
+
+def test_a_number_leads_with_itself_and_the_product_of_its_digits_confidences():
+    record = _reading(0.99, 0.99, 0.98, 0.99).to_dict(whole=False)
+    assert list(record)[:3] == ["number", "confidence", "confidence_of"] and record["number"] == "2026"
+    assert record["confidence"] == pytest.approx(0.99 * 0.99 * 0.98 * 0.99, abs=1e-6)
+    assert record["confidence_of"] == "product of the digits' confidences"
+    assert "digit" not in record and "probabilities" not in record and record["uncertain"] is False
+
+
+def test_the_http_schema_keeps_the_whole_image_guess_beside_the_number():
+    record = _reading(0.99, 0.99).to_dict(top_k=2)
+    assert record["number"] == "20" and record["digit"] == 4 and len(record["top_k"]) == 2
+    assert record["confidence"] == pytest.approx(0.99 * 0.99, abs=1e-6)
+
+
+def test_a_number_is_described_on_one_line_then_one_line_per_digit():
+    head, *lines = _reading(0.99, 0.5, uncertain=True).describe().splitlines()
+    assert head == "20 (0.495, the product of its 2 digits' confidences)  uncertain: low confidence"
+    assert lines == [
+        "  2 (0.990)  at (0, 0, 9, 20)",
+        "  0 (0.500)  at (10, 0, 19, 20)  uncertain: low confidence",
+    ]
+
+
+def test_an_image_of_several_digits_read_as_one_is_uncertain_and_says_so(recognizer, test_digits):
+    images, labels = test_digits
+    photo = render_photo([images[0], images[1]], PhotoStyle(digit_px=90))
+    [answer] = recognizer.predict([photo])
+    assert answer.uncertain and answer.reason == "looks like 2 digits"
+    assert answer.describe().endswith("uncertain: looks like 2 digits; use --multi")
+    [number] = recognizer.predict([photo], multi=True)
+    assert number.number == f"{labels[0]}{labels[1]}" and number.reason != "looks like 2 digits"

@@ -156,8 +156,13 @@ def test_an_ensemble_trains_its_members_then_averages_them(tmp_path):
     assert metadata["model"] == "ensemble" and [m["seed"] for m in metadata["members"]] == [0, 1]
     assert metadata["metrics"]["test"]["accuracy"] == result.accuracy > 0.5
     images = np.random.default_rng(0).random((3, 28, 28), np.float32)
-    members = [Recognizer.load(tmp_path / "ens" / f"member-{k}").predict_proba(images) for k in (0, 1)]
-    joined = Recognizer.load(tmp_path / "ens").predict_proba(images)
+    # The members' own answers are averaged; each model's temperature applies to its answers alone.
+    loaded = [Recognizer.load(tmp_path / "ens" / f"member-{k}") for k in (0, 1)] + [
+        Recognizer.load(tmp_path / "ens")
+    ]
+    for recognizer in loaded:
+        recognizer.temperature = 1.0
+    *members, joined = (recognizer.predict_proba(images) for recognizer in loaded)
     assert np.allclose(joined, np.mean(members, axis=0), atol=1e-6)
 
     lines.clear()

@@ -15,17 +15,16 @@ import contextlib
 import datetime
 import json
 import platform
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
-from digitrec.errors import ModelError
+from digitrec.errors import ModelError, did_you_mean
 from digitrec.files import atomic_path, atomic_write_text, sha256_of
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-BUNDLED = {"default": "cnn", "cnn": "cnn", "ensemble": "ensemble"}
+BUNDLED = {"default": "cnn", "cnn": "cnn", "ensemble": "ensemble", "default-int8": "cnn/model-int8.tflite"}
 MODEL_FORMS = "a model directory, a .keras or .tflite file, a SavedModel directory"
 
 
@@ -33,15 +32,25 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     """The path of a model given as a path or as a bundled name such as `default`."""
     path = Path(name_or_path)
     if path.exists():
-        return path
+        return _model_form(path)
     if str(name_or_path) in BUNDLED:
         bundled = PRETRAINED_DIR / BUNDLED[str(name_or_path)]
-        if (bundled / MODEL_FILE).is_file():
+        if (bundled / MODEL_FILE).is_file() or (bundled.suffix == ".tflite" and bundled.is_file()):
             return bundled
         raise ModelError(
             f"the bundled model {name_or_path!r} is not installed at {bundled}; pass --model DIR"
         )
-    raise ModelError(f"no model at {name_or_path}; pass {MODEL_FORMS}, or one of {', '.join(BUNDLED)}")
+    hint = did_you_mean(str(name_or_path), BUNDLED)
+    raise ModelError(f"no model at {name_or_path}; pass {MODEL_FORMS}, or one of {', '.join(BUNDLED)}{hint}")
+
+
+def _model_form(path: Path) -> Path:
+    """`path`, where it has the form of a model; whether its content is one, its backend checks."""
+    if path.is_dir() and not any((path / name).is_file() for name in (MODEL_FILE, "saved_model.pb")):
+        raise ModelError(f"{path}: no {MODEL_FILE} or saved_model.pb in this folder; pass {MODEL_FORMS}")
+    if not path.is_dir() and path.suffix not in (".keras", ".tflite"):
+        raise ModelError(f"{path}: not a model file; pass {MODEL_FORMS}")
+    return path
 
 
 def metadata_file(path: Path) -> Path:
@@ -76,10 +85,22 @@ def write_metadata(path: Path, metadata: dict) -> dict:
     return full
 
 
+def update_metadata(path: Path, **fields: Any) -> dict:
+    """Add or replace fields of a model's metadata, keeping the rest as it was written."""
+    metadata = {**read_metadata(path), **fields}
+    atomic_write_text(metadata_file(path), json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
 def verify_weights(weights: Path, metadata: dict) -> None:
-    """Refuse weights whose SHA-256 differs from the one their metadata recorded."""
+    """Refuse weights whose SHA-256 differs from the one their metadata recorded, or that have none."""
+    if "weights_sha256" not in metadata:
+        raise ModelError(
+            f"{weights.parent}: no SHA-256 of {MODEL_FILE} in {METADATA_FILE}, so its weights cannot be "
+            f"checked; pass the file itself ({weights}) to load it unchecked"
+        )
     actual = sha256_of(weights)
-    if metadata.get("weights_sha256") not in (None, actual):
+    if metadata["weights_sha256"] != actual:
         raise ModelError(
             f"{weights}: SHA-256 {actual[:12]}… differs from metadata.json: "
             "the file is corrupt or was replaced"
@@ -105,6 +126,8 @@ def save_model_dir(model: Any, out_dir: Path, metadata: dict) -> Path:
 
 def library_versions() -> dict[str, str]:
     """Versions of what a model's numbers depend on."""
+    from importlib import metadata as package_metadata  # here: 40 ms that a refused command need not pay
+
     versions = {"python": platform.python_version()}
     with contextlib.suppress(ImportError):
         import keras  # only where it is installed: the LiteRT path runs without it

@@ -1,49 +1,47 @@
-"""The `digitrec` command: flags in, one library call, a summary out.
-
-Every user error is one line on stderr, `digitrec: error: ...`, with exit code 2; `--debug`
-shows the traceback instead. Ctrl-C exits 130.
-"""
+"""The `digitrec` command: flags in, one library call, a summary out. Every user error is one
+line on stderr, `digitrec: error: ...`, exit code 2 (`--debug`: the traceback); Ctrl-C exits 130."""
 
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import NoReturn
 
+from digitrec.artifact import resolve_model_path
 from digitrec.cli_parser import build_parser
-from digitrec.errors import DigitrecError
+from digitrec.errors import DigitrecError, user_message
 from digitrec.files import silenced_stderr
 
 
 def _train(args: argparse.Namespace) -> None:
-    from digitrec.training import train
+    config = _train_config(args)  # its values are checked before TensorFlow loads
+    _import_keras_quietly(args)
+    from digitrec.training import default_out_dir, train
 
+    args.run = args.out or (None if args.resume else default_out_dir(config))  # for Ctrl-C to name
     stream = sys.stderr if args.json else sys.stdout  # with --json, stdout holds the JSON alone
-    result = train(
-        _train_config(args),
-        args.out,
-        resume=args.resume,
-        data_dir=args.data_dir,
-        log=lambda line: print(line, file=stream, flush=True),
-        progress=not args.json and sys.stdout.isatty(),
-        tensorboard_dir=args.tensorboard,
-    )
+    options = {"resume": args.resume, "data_dir": args.data_dir, "tensorboard_dir": args.tensorboard}
+    log, progress = lambda line: print(line, file=stream, flush=True), not args.json and sys.stdout.isatty()
+    result = train(config, args.run, log=log, progress=progress, **options)
     _report(args, result.to_dict(), result.describe())
 
 
 def _train_config(args: argparse.Namespace):
     """The recipe with the flags given on top; on --resume without --recipe, the run's own."""
-    from digitrec.recipes import TrainConfig, configure, recipe
-    from digitrec.training import stored_config
+    from digitrec.recipes import TrainConfig, recipe
 
     if args.recipe_alias:
         print("digitrec: warning: train --model is deprecated; use --recipe", file=sys.stderr)
     name = args.recipe or args.recipe_alias
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if "help" in f.metadata}
     if args.resume and name is None and args.out is not None:
-        return configure(stored_config(args.out), **overrides)
+        _import_keras_quietly(args)
+        from digitrec.training import stored_config
+
+        return stored_config(args.out, **overrides)
     return recipe(name or "cnn", **overrides)
 
 
@@ -57,7 +55,7 @@ def _join(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from digitrec.evaluation import describe_evaluation, evaluate
 
-    figures = evaluate(args.model, args.dataset, args.data_dir, args.split, report_dir=args.report)
+    figures = evaluate(_recognizer(args), args.dataset, args.data_dir, args.split, report_dir=args.report)
     report = f"\nreport: {args.report / 'report.html'}" if args.report else ""
     _report(args, figures, describe_evaluation(figures) + report)
 
@@ -65,7 +63,12 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     from digitrec.evaluation import compare, describe_comparison
 
-    result = compare(args.models, args.dataset, args.data_dir)
+    result = compare(
+        [_recognizer(args, model) for model in args.models],
+        args.dataset,
+        args.data_dir,
+        report_dir=args.report,
+    )
     _report(args, result, describe_comparison(result))
 
 
@@ -77,90 +80,78 @@ def _show(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from digitrec.recognizer import Recognizer
+    from digitrec.preprocess import check_image_files, limit_pillow_pixels
 
-    failures = 0
-    for path, answer in Recognizer.load(args.model).predict_files(args.paths, args.multi):
+    limit_pillow_pixels()  # the command owns its process: Pillow's bomb limit becomes digitrec's
+    resolve_model_path(args.model)  # a wrong model is said first; then files by their headers alone
+    files, refused = check_image_files(args.paths)
+    failures, answers = 0, _recognizer(args).predict_files(files, args.multi) if files else []
+    for path, answer in [*refused, *answers]:
         if isinstance(answer, DigitrecError):  # one unreadable file does not stop the others
             print(f"digitrec: error: {answer}", file=sys.stderr)
             failures += 1
         elif args.json:
-            print(json.dumps({"path": str(path), **answer.to_dict(args.top_k)}))
+            print(json.dumps({"path": str(path), **answer.to_dict(args.top_k, whole=False)}))
         else:
-            print(f"{path}: {answer.describe(args.top_k)}")
+            print(f"{_printable(str(path))}: {answer.describe(args.top_k)}")
     return 2 if failures else 0
 
 
+def _recognizer(args: argparse.Namespace, model: str | None = None):
+    _import_keras_quietly(args)
+    from digitrec.recognizer import Recognizer
+
+    return Recognizer.load(model or args.model, trust_model=args.trust_model)
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped as Python writes them: a file name forges no line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _export(args: argparse.Namespace) -> None:
-    from digitrec.exporter import export
+    from digitrec.exporter import describe_export, export
 
     done = export(args.model, args.format, args.out, force=args.force, data_dir=args.data_dir)
-    source = done["source_test_accuracy"]
-    text = f"wrote {done['out']} ({done['bytes']:,} bytes, {done['format']}): test accuracy "
-    _report(
-        args, done, text + f"{done['test_accuracy']:.4f} (source {source}); metadata in {done['out']}.json"
-    )
+    _report(args, done, describe_export(done))
 
 
 def _serve(args: argparse.Namespace) -> None:
     from digitrec.server import ServeConfig, serve
 
-    serve(
-        args.model, ServeConfig(host=args.host, port=args.port), announce=lambda line: print(line, flush=True)
-    )
+    config = ServeConfig(args.host, args.port, tuple(args.allowed_host or ()), args.trust_model)
+    serve(args.model, config, announce=lambda line: print(line, flush=True))
 
 
 def _report(args: argparse.Namespace, figures: dict, text: str) -> None:
     print(json.dumps(figures) if args.json else text)
 
 
-# Where an optional dependency is missing: the extra that installs it.
-_EXTRAS = {"keras": "train", "tensorflow": "train", "matplotlib": "train", "tensorboard": "train"}
-_EXTRAS |= dict.fromkeys(("fastapi", "starlette", "uvicorn", "multipart", "prometheus_client"), "serve")
-
-
-def _missing_extra(exc: ModuleNotFoundError) -> str | None:
-    """`pip install 'digitrec[train]'`-style advice where an extra's package is missing, else None."""
-    extra = _EXTRAS.get((exc.name or "").partition(".")[0])
-    return (
-        f"this needs {exc.name}, which is not installed: pip install 'digitrec[{extra}]'" if extra else None
-    )
-
-
-def _needs_keras(args: argparse.Namespace) -> bool:
-    """Everything but a LiteRT model runs on Keras; a `.tflite` one never imports it."""
-    if args.command in ("train", "export"):
-        return True
-    models = getattr(args, "models", None) or [getattr(args, "model", None)]
-    return args.command != "show" and not all(str(m).endswith(".tflite") for m in models)
-
-
-def _import_keras_quietly() -> None:
-    """Import Keras (and so TensorFlow) without TensorFlow's oneDNN and CPU-feature notices."""
+def _import_keras_quietly(args: argparse.Namespace) -> None:
+    """Refuse a wrong model name or path; then import Keras (and so TensorFlow) without its oneDNN
+    and CPU-feature notices (--debug shows them). `show` and LiteRT models never need it."""
+    given = [*(getattr(args, "models", None) or []), *(getattr(args, k, None) for k in ("model", "teacher"))]
+    models = [resolve_model_path(m) for m in given if m]
+    if args.debug or args.command == "show" or (models and all(m.suffix == ".tflite" for m in models)):
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with silenced_stderr():
         import keras  # noqa: F401
 
 
-_COMMANDS = ("train", "join", "evaluate", "predict", "compare", "show", "export", "serve")
-_HANDLERS = {command: globals()[f"_{command}"] for command in _COMMANDS}  # `_train` runs `train`, …
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line; the exit code: 0, 2 for a refused input, 130 when interrupted."""
-    from digitrec.preprocess import limit_pillow_pixels
-
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    limit_pillow_pixels()  # the command owns its process: Pillow's bomb limit becomes digitrec's
     try:
-        if not args.debug and _needs_keras(args):
-            _import_keras_quietly()
-        code = _HANDLERS[args.command](args) or 0
+        if args.command not in ("train", "predict"):  # these two check their inputs first
+            _import_keras_quietly(args)
+        code = globals()[f"_{args.command}"](args) or 0  # `_train` runs `train`, …
     except KeyboardInterrupt:
-        print("digitrec: interrupted", file=sys.stderr)
+        print(f"digitrec: interrupted{_how_to_resume(args, argv)}", file=sys.stderr)
         return 130
     except (DigitrecError, OSError, ModuleNotFoundError) as exc:
-        message = _missing_extra(exc) if isinstance(exc, ModuleNotFoundError) else _error_text(exc)
+        message = user_message(exc)
         if args.debug or message is None:
             raise
         print(f"digitrec: error: {message}", file=sys.stderr)
@@ -168,19 +159,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _error_text(exc: Exception) -> str:
-    """`/a/b: Not a directory` rather than Python's `[Errno 20] Not a directory: '/a/b'`."""
-    if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    return str(exc)
+def _how_to_resume(args: argparse.Namespace, argv: list[str]) -> str:
+    """`; resume with: digitrec train ... --resume --out DIR` once a run has a checkpoint."""
+    if getattr(args, "run", None) is None:  # set once `train` is under way
+        return ""
+    from digitrec.training import resumable
+
+    if not resumable(args.run):
+        return " before the first checkpoint: nothing to resume"
+    flags = ([] if args.out else ["--out", str(args.run)]) + ([] if args.resume else ["--resume"])
+    return f"; resume with: {shlex.join(['digitrec', *argv, *flags])}"
 
 
 def run() -> NoReturn:
-    """The console entry point: `main`, then exit without the interpreter's teardown.
-
-    Unloading TensorFlow at exit takes most of a second and does nothing for a finished
-    command; every file digitrec writes is closed by then, so flush the streams and leave.
-    """
+    """The console entry point: `main`, then exit skipping TensorFlow's teardown (most of a second)."""
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,39 +1,44 @@
-"""The `digitrec` command's flags; `cli` runs what they ask for.
-
-`train`'s flags are made from `TrainConfig`'s fields, where each default and its help are
-written once; every other check is the library's.
-"""
+"""The `digitrec` command's flags; `cli` runs what they ask for. `train`'s are made from
+`TrainConfig`'s fields, where each default and its help are written once; other checks are the library's."""
 
 import argparse
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
+from digitrec import __version__
 from digitrec.artifact import BUNDLED, MODEL_FORMS
+from digitrec.errors import did_you_mean
 from digitrec.recipes import RECIPES, TrainConfig, flag_of
 
 MODEL_HELP = f"{MODEL_FORMS}, or a bundled name: {', '.join(BUNDLED)} (default: default)"
+TRUST_HELP = "load a SavedModel, or a .tflite without its sidecar (either can run code)"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line, like every other error."""
+    """argparse, but a usage error is one line, like every other error, guessing a misspelt choice."""
 
     def error(self, message: str) -> NoReturn:
+        if bad := re.search(r"invalid choice: (.*?) \(choose from (.*)\)$", message):
+            message += did_you_mean(bad[1].strip("'"), [c.strip("'") for c in bad[2].split(", ")])
+        elif bad := re.search(r"unrecognized arguments:.*? (-[^\s=]+)", message):
+            message += did_you_mean(bad[1], [flag for a in self._actions for flag in a.option_strings])
         self.exit(2, f"digitrec: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if unknown and self.prog != "digitrec":
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed, unknown
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `digitrec` command's flags; `args.command` names the subcommand to run."""
     parser = _Parser(prog="digitrec", description="Handwritten digit recognition on TensorFlow/Keras.")
+    parser.add_argument("--version", action="version", version=f"digitrec {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and TensorFlow's log")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_train_command(commands)
-    _add_measuring_commands(commands)
-    _add_using_commands(commands)
-    return parser
-
-
-def _add_train_command(commands) -> None:
     train = commands.add_parser("train", help="train a model and evaluate it on the test set")
     train.add_argument("--recipe", choices=list(RECIPES), help="what to train (default: cnn)")
     train.add_argument("--model", dest="recipe_alias", choices=list(RECIPES), help=argparse.SUPPRESS)
@@ -41,35 +46,38 @@ def _add_train_command(commands) -> None:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.add_argument("--tensorboard", type=Path, metavar="DIR", help="write TensorBoard logs to DIR")
     settings = train.add_argument_group("settings (default: the recipe's)")
-    for setting in fields(TrainConfig):
-        if "help" not in setting.metadata:
-            continue
+    for setting in (field for field in fields(TrainConfig) if "help" in field.metadata):
+        bool_flag = {"action": argparse.BooleanOptionalAction}
+        kind: dict = bool_flag if setting.type is bool else {"type": setting.type}
         settings.add_argument(
             flag_of(setting.name),
             dest=setting.name,
-            type=None if setting.type is bool else setting.type,
-            action=argparse.BooleanOptionalAction if setting.type is bool else None,
+            **kind,
             choices=setting.metadata["choices"] or None,
             help=f"{setting.metadata['help']} (cnn: {setting.default!r})",
             metavar=None if setting.type is bool or setting.metadata["choices"] else setting.name.upper(),
         )
     _add_data_flags(train, dataset=False)
+    _add_other_commands(commands)
+    return parser
 
 
-def _add_measuring_commands(commands) -> None:
+def _add_other_commands(commands) -> None:
     join = commands.add_parser("join", help="average trained models' probabilities into one ensemble model")
     join.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="model directories")
     join.add_argument("--out", type=Path, required=True, help="the ensemble's model directory")
     _add_data_flags(join)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on the test set")
-    evaluate.add_argument("--model", default="default", help=MODEL_HELP)
+    _add_model_flags(evaluate)
     evaluate.add_argument("--split", default="test", choices=["test", "validation"])
     evaluate.add_argument("--report", type=Path, metavar="DIR", help="write report.html with plots into DIR")
     _add_data_flags(evaluate)
 
     compare = commands.add_parser("compare", help="compare models: accuracy, size, latency, McNemar's test")
     compare.add_argument("models", nargs="+", metavar="MODEL", help=MODEL_HELP)
+    compare.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
+    compare.add_argument("--report", type=Path, metavar="DIR", help="write report.html into DIR")
     _add_data_flags(compare)
 
     show = commands.add_parser("show", help="draw a grid of dataset samples")
@@ -78,14 +86,10 @@ def _add_measuring_commands(commands) -> None:
     show.add_argument("--out", type=Path, required=True, help="the PNG to write")
     _add_data_flags(show)
 
-
-def _add_using_commands(commands) -> None:
     predict = commands.add_parser("predict", help="recognize the digits in image files")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or directories")
-    predict.add_argument("--model", default="default", help=MODEL_HELP)
-    predict.add_argument(
-        "--top-k", type=int, choices=range(1, 11), metavar="K", help="also list the K likeliest"
-    )
+    _add_model_flags(predict)
+    predict.add_argument("--top-k", type=int, choices=range(1, 11), metavar="K", help="and the K likeliest")
     predict.add_argument("--multi", action="store_true", help="read several digits: a number")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
 
@@ -97,9 +101,16 @@ def _add_using_commands(commands) -> None:
     _add_data_flags(export)
 
     serve = commands.add_parser("serve", help="serve the draw-a-digit page and the HTTP API")
-    serve.add_argument("--model", default="default", help=MODEL_HELP)
+    _add_model_flags(serve, default="default-int8")
     serve.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default); 0.0.0.0 exposes it")
     serve.add_argument("--port", type=int, default=8000, help="8000 (default); 0 takes any free port")
+    hosts_help = "a Host header to answer (repeatable; default: the --host name, any for 0.0.0.0; * for any)"
+    serve.add_argument("--allowed-host", action="append", metavar="NAME", help=hosts_help)
+
+
+def _add_model_flags(command, default: str = "default") -> None:
+    command.add_argument("--model", default=default, help=MODEL_HELP.replace(": default)", f": {default})"))
+    command.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
 
 def _add_data_flags(command, dataset: bool = True) -> None:

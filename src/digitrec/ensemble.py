@@ -16,7 +16,7 @@ from digitrec.artifact import MODEL_FILE, save_model_dir
 from digitrec.checkpoints import CHECKPOINT_INDEX
 from digitrec.data import load_dataset
 from digitrec.errors import ConfigError
-from digitrec.fitting import TrainResult, split_figures, train_one
+from digitrec.fitting import TrainResult, measure, train_one
 from digitrec.models import ensemble
 from digitrec.recipes import TrainConfig
 from digitrec.recognizer import Recognizer
@@ -84,7 +84,8 @@ def join_members(
     model = ensemble([member.keras_model for member in loaded])
     dataset = loaded[0].metadata.get("dataset", "mnist")
     data = load_dataset(dataset, data_dir)
-    figures = split_figures(model, data)
+    measured = measure(model, data)
+    figures = measured["metrics"]
     train_seconds = sum(m.metadata.get("train_seconds", 0.0) for m in loaded)
     save_model_dir(
         model,
@@ -97,7 +98,7 @@ def join_members(
                 _member_entry(label, member.metadata, shared)
                 for label, member in zip(member_labels(member_dirs), loaded, strict=True)
             ],
-            "metrics": figures,
+            **measured,
             "train_seconds": round(train_seconds, 2),
         },
     )

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
+from digitrec.artifact import resolve_model_path, update_metadata
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError
 from digitrec.files import size_of
 from digitrec.metrics import calibration, classification_metrics, mcnemar, wilson_interval
 from digitrec.recognizer import Recognizer
+from digitrec.temperature import fit_temperature
 
 SPLITS = ("test", "validation")
 
@@ -51,15 +53,35 @@ def _report(loaded: Recognizer, figures: dict, images, labels, probs, report_dir
     from digitrec.report import write_report
 
     history = loaded.path / "history.json" if loaded.path else None  # beneath a .tflite file: not there
-    write_report(
-        figures, images, labels, probs, report_dir, history=history if history and history.is_file() else None
-    )
+    history = history if history and history.is_file() else None
+    write_report(figures, images, labels, probs, report_dir, history=history, metadata=loaded.metadata)
 
 
-def compare(models: list[str | Path], dataset: str | None = None, data_dir: Path | str | None = None) -> dict:
-    """Accuracy, size, parameters and single-image latency per model on the test split of `dataset`
-    (by default the first model's); McNemar's test of the first two."""
-    loaded_models = [Recognizer.load(name) for name in models]  # a bad one fails before minutes of measuring
+def calibrate(model: str | Path, data_dir: Path | str | None = None) -> float:
+    """Fit a saved model's temperature on its validation split and record it in its metadata.
+
+    Models trained here are calibrated as they are saved; this is for older ones.
+    """
+    path = resolve_model_path(model)
+    recognizer = Recognizer.load(path)
+    recognizer.temperature = 1.0  # fit on the model's own answers, not on an earlier fit's
+    images, labels = load_dataset(recognizer.metadata.get("dataset", "mnist"), data_dir).split("validation")
+    temperature = fit_temperature(recognizer.predict_proba(scale(images)), labels)
+    update_metadata(path, temperature=temperature)
+    return temperature
+
+
+def compare(
+    models: list[Recognizer | str | Path],
+    dataset: str | None = None,
+    data_dir: Path | str | None = None,
+    report_dir: Path | str | None = None,
+) -> dict:
+    """Accuracy (overall and per digit), size, parameters and single-image latency per model on the
+    test split of `dataset` (by default the first model's); McNemar's test of the first two; with
+    `report_dir`, the same as a page there (see `digitrec.report.write_comparison`)."""
+    # A bad one fails here, before minutes of measuring.
+    loaded_models = [m if isinstance(m, Recognizer) else Recognizer.load(m) for m in models]
     dataset = dataset or loaded_models[0].metadata.get("dataset", "mnist")
     data = load_dataset(dataset, data_dir)
     images = scale(data.test_images)
@@ -76,14 +98,19 @@ def compare(models: list[str | Path], dataset: str | None = None, data_dir: Path
             {
                 "model": loaded.name,
                 "accuracy": float(right.mean()),
+                "per_digit": {str(d): float(right[data.test_labels == d].mean()) for d in range(10)},
                 "bytes": _size(loaded.path) if loaded.path else 0,
                 "parameters": loaded.metadata.get("parameters"),
                 "latency_ms": round(float(np.median(latencies)) * 1000, 3),
             }
         )
-    result: dict = {"dataset": dataset, "models": rows}
+    result: dict = {"dataset": dataset, "n": len(data.test_labels), "models": rows}
     if len(rights) >= 2:
         result["mcnemar"] = {"a": rows[0]["model"], "b": rows[1]["model"], **mcnemar(rights[0], rights[1])}
+    if report_dir is not None:
+        from digitrec.report import write_comparison
+
+        write_comparison(result, Path(report_dir))
     return result
 
 

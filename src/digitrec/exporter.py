@@ -38,7 +38,7 @@ def export(
     loaded = Recognizer.load(model)
     data = load_dataset(loaded.metadata.get("dataset", "mnist"), data_dir)
     _write(loaded.keras_model, fmt, out, scale(data.train_images[:REPRESENTATIVE_IMAGES]))
-    probs = Recognizer.load(out).predict_proba(scale(data.test_images))
+    probs = Recognizer.load(out, trust_model=True).predict_proba(scale(data.test_images))  # just written
     metadata = write_metadata(
         out,
         {
@@ -46,6 +46,7 @@ def export(
             "source": str(loaded.path),
             "source_sha256": loaded.metadata.get("weights_sha256"),
             "source_test_accuracy": loaded.metadata.get("metrics", {}).get("test", {}).get("accuracy"),
+            "temperature": loaded.temperature,  # the source's calibration travels with the export
             "dataset": data.name,
             "test_accuracy": float(np.mean(probs.argmax(1) == data.test_labels)),
             "sha256": sha256_of(out / "saved_model.pb" if out.is_dir() else out),
@@ -53,6 +54,13 @@ def export(
         },
     )
     return {"out": str(out), **metadata}
+
+
+def describe_export(done: dict) -> str:
+    """`export`'s answer in a line: what was written, its size, and its accuracy beside its source's."""
+    text = f"wrote {done['out']} ({done['bytes']:,} bytes, {done['format']}): test accuracy "
+    text += f"{done['test_accuracy']:.4f} (source {done['source_test_accuracy']})"
+    return f"{text}; metadata in {done['out']}.json"
 
 
 def _check_target(fmt: str, out: Path, force: bool) -> None:

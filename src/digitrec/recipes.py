@@ -7,7 +7,7 @@ values when made, so a bad flag fails before any data is read.
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from digitrec.errors import ConfigError
+from digitrec.errors import ConfigError, did_you_mean
 
 # The zoo's architectures (each built by `digitrec.models`); named here so that a configuration
 # is checked without importing Keras.
@@ -163,7 +163,9 @@ RECIPES = {
 def recipe(name: str = "cnn", **overrides: Any) -> TrainConfig:
     """The tuned configuration of a recipe, with every override that is not None applied."""
     if name not in RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+        raise ConfigError(
+            f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}{did_you_mean(name, RECIPES)}"
+        )
     return configure(RECIPES[name], **overrides)
 
 

@@ -13,6 +13,7 @@ already meet the input contract (`digitrec.contract`) and checks that they do. T
 server, evaluation, export, ensembles and distillation teachers all run models through here.
 """
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +23,17 @@ import numpy as np
 from PIL import Image
 
 from digitrec.artifact import read_metadata, resolve_model_path
-from digitrec.backends import Backend, KerasBackend, open_backend
+from digitrec.backends import Backend, KerasBackend, check_trusted, open_backend
 from digitrec.contract import NUM_CLASSES, check_images
-from digitrec.errors import ConfigError, ImageError, ModelError
-from digitrec.preprocess import IMAGE_SUFFIXES, Digit, ImageInput, find_images, read
+from digitrec.errors import ImageError, ModelError
+from digitrec.preprocess import Digit, ImageInput, find_images, read
+from digitrec.temperature import apply_temperature
 
-# Below this top probability an answer is flagged uncertain. On MNIST's test set the bundled
-# model is that unsure of well under 1% of digits, while most letters and scribbles fall below
-# it (see benchmarks/RESULTS.md, "uncertainty").
-UNCERTAIN_BELOW = 0.8
+# Below this top (calibrated) probability an answer is flagged uncertain. Chosen by a rule, on the
+# validation split and synthetic symbols only: the highest threshold in steps of 0.01 that flags
+# at most 1% of validation digits (0.90% for the bundled default, which leaves 74% of letters
+# and 70% of scribbles flagged; `python benchmarks/uncertainty.py --sweep`).
+UNCERTAIN_BELOW = 0.98
 BATCH_SIZE = 512  # images per model call: large enough to amortise a call, small enough for any backend
 FILES_PER_BATCH = 64  # image files decoded before their digits go to the model together
 
@@ -43,17 +46,39 @@ class Prediction:
     confidence: float
     probabilities: list[float]
     uncertain: bool
-    reason: str | None = None  # why it is uncertain: "no ink" or "low confidence"
+    reason: str | None = None  # why uncertain: "no ink", "low confidence", "looks like N digits"
     box: tuple[int, int, int, int] | None = None  # (left, top, right, bottom) of the ink
     image: np.ndarray | None = field(default=None, repr=False, compare=False)  # what the model saw
     number: str | None = None  # multi-digit reading: the digits left to right
     digits: list["Prediction"] | None = None
 
-    def to_dict(self, top_k: int | None = None) -> dict:
-        """JSON-ready: the fields above but the image; `top_k` adds the K likeliest digits."""
+    @property
+    def number_confidence(self) -> float | None:
+        """A number's confidence: the product of its digits' (the chance that all of them are
+        right, were they independent); 0 where no digit was found, None for a one-digit reading."""
+        if self.digits is None:
+            return None
+        return math.prod(d.confidence for d in self.digits) if self.digits else 0.0
+
+    def to_dict(self, top_k: int | None = None, whole: bool = True) -> dict:
+        """JSON-ready: the fields above but the image; `top_k` adds the K likeliest digits.
+
+        A number's reading leads with `number` and its confidence, `uncertain` where any digit
+        is; `whole=False` leaves out the whole image read as one digit, a guess that means
+        nothing for a number (the HTTP API keeps it, as its schema asks for `digit`)."""
+        if self.digits is None:
+            return self._digit_dict(self.confidence, top_k)
+        out = self._digit_dict(self.number_confidence or 0.0, top_k if whole else None)
+        product = {"confidence": out.pop("confidence"), "confidence_of": "product of the digits' confidences"}
+        out = {"number": self.number, **product, **out}
+        if not whole:
+            del out["digit"], out["probabilities"]
+        return out | {"digits": [d.to_dict(top_k) for d in self.digits]}
+
+    def _digit_dict(self, confidence: float, top_k: int | None) -> dict:
         out: dict = {
             "digit": self.digit,
-            "confidence": round(self.confidence, 6),
+            "confidence": round(confidence, 6),
             "probabilities": [round(p, 6) for p in self.probabilities],
             "uncertain": self.uncertain,
             "reason": self.reason,
@@ -62,21 +87,25 @@ class Prediction:
         if top_k:
             order = np.argsort(self.probabilities)[::-1][:top_k]
             out["top_k"] = [{"digit": int(d), "probability": round(self.probabilities[d], 6)} for d in order]
-        if self.digits is not None:
-            out["number"] = self.number
-            out["digits"] = [d.to_dict() for d in self.digits]
         return out
 
     def describe(self, top_k: int | None = None) -> str:
-        """One line for a person: `7 (0.998)`, the number read, the K likeliest, why uncertain."""
-        text = f"{self.digit} ({self.confidence:.3f})"
-        if self.number is not None:
-            text += f"  number {self.number or '-'}"
+        """For a person: `7 (0.998)`, the K likeliest, why uncertain; a number leads with itself
+        and its confidence, then one line per digit: `2026 (0.962, ...)`, `  2 (0.990)  at (...)`."""
+        if self.digits is None:
+            return self._line(f"{self.digit} ({self.confidence:.3f})", top_k)
+        confidence = f"{self.number_confidence:.3f}"
+        if len(self.digits) > 1:
+            confidence += f", the product of its {len(self.digits)} digits' confidences"
+        lines = [d._line(f"  {d.digit} ({d.confidence:.3f})  at {d.box}", top_k) for d in self.digits]
+        return "\n".join([self._line(f"{self.number or '-'} ({confidence})", None), *lines])
+
+    def _line(self, text: str, top_k: int | None) -> str:
         if top_k:
-            text += "  top " + ", ".join(
-                f"{t['digit']} {t['probability']:.3f}" for t in self.to_dict(top_k)["top_k"]
-            )
-        return text + (f"  uncertain: {self.reason}" if self.uncertain else "")
+            top = self._digit_dict(self.confidence, top_k)["top_k"]
+            text += "  top " + ", ".join(f"{t['digit']} {t['probability']:.3f}" for t in top)
+        several = (self.reason or "").startswith("looks like")  # the CLI's flag: the one caller
+        return text + (f"  uncertain: {self.reason}{'; use --multi' * several}" if self.uncertain else "")
 
 
 @dataclass(frozen=True)
@@ -97,13 +126,17 @@ class Recognizer:
 
     def __init__(self, backend: Backend, metadata: dict | None = None, path: Path | None = None):
         self.backend, self.metadata, self.path = backend, metadata or {}, path
+        # Fitted on the validation split when the model was saved (`digitrec.temperature`).
+        self.temperature = float(self.metadata.get("temperature", 1.0))
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "default") -> "Recognizer":
+    def load(cls, name_or_path: str | Path = "default", *, trust_model: bool = False) -> "Recognizer":
         """A bundled model (`default`, `ensemble`), a model directory, a `.keras` or `.tflite`
-        file, or a SavedModel directory; a model directory's weights are checked by SHA-256."""
+        file, or a SavedModel directory; a model directory's weights are checked by SHA-256.
+        A SavedModel, or a `.tflite` no sidecar vouches for, needs `trust_model=True`."""
         path = resolve_model_path(name_or_path)
         metadata = read_metadata(path)
+        check_trusted(path, metadata, trust_model)
         return cls(open_backend(path, metadata), metadata, path)
 
     @classmethod
@@ -128,7 +161,7 @@ class Recognizer:
         if not len(images):
             return np.zeros((0, NUM_CLASSES), np.float32)
         batches = [self.backend.run(images[i : i + BATCH_SIZE]) for i in range(0, len(images), BATCH_SIZE)]
-        return np.concatenate(batches)
+        return apply_temperature(np.concatenate(batches), self.temperature)
 
     def prepare(self, image: ImageInput, multi: bool = False) -> Prepared:
         """Preprocess one image; raises `ImageError` for one that cannot be read."""
@@ -144,9 +177,6 @@ class Recognizer:
         """Each image file given or found under a directory given (recursively, by suffix), with
         its answer or the `ImageError` that says why it could not be read; the others go on."""
         files = find_images(list(paths))
-        if not files:
-            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-            raise ConfigError(f"no image files ({suffixes}) under {', '.join(map(str, paths))}")
         for start in range(0, len(files), FILES_PER_BATCH):
             readable: list[Path] = []
             prepared: list[Prepared] = []
@@ -197,7 +227,9 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
 def _answer(digit: Digit, probs: np.ndarray) -> Prediction:
     best = int(np.argmax(probs))
     confidence = float(probs[best])
-    reason = "no ink" if digit.empty else "low confidence" if confidence < UNCERTAIN_BELOW else None
+    several = f"looks like {digit.ink_groups} digits" if digit.ink_groups > 1 else None
+    low = "low confidence" if confidence < UNCERTAIN_BELOW else None
+    reason = "no ink" if digit.empty else several or low
     return Prediction(
         best, confidence, [float(p) for p in probs], reason is not None, reason, digit.box, digit.image
     )

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from digitrec.checkpoints import checkpoint_config
+from digitrec.checkpoints import CHECKPOINT_INDEX, checkpoint_config
 from digitrec.distribute import train_with_strategy
 from digitrec.ensemble import train_ensemble
 from digitrec.errors import ConfigError
 from digitrec.fitting import TrainResult, train_one
-from digitrec.recipes import TrainConfig, recipe
+from digitrec.recipes import TrainConfig, configure, recipe
 
 
 def train(
@@ -56,9 +56,16 @@ def train(
     return train_one(config, out, resume=resume, **options)
 
 
-def stored_config(out_dir: Path | str) -> TrainConfig:
-    """The configuration the stopped run in `out_dir` was started with."""
-    return checkpoint_config(out_dir)
+def stored_config(out_dir: Path | str, **overrides: Any) -> TrainConfig:
+    """The configuration the stopped run in `out_dir` was started with, with every override that
+    is not None applied (as `digitrec.recipes.configure` does)."""
+    return configure(checkpoint_config(out_dir), **overrides)
+
+
+def resumable(out_dir: Path | str) -> bool:
+    """Whether `train(..., out_dir, resume=True)` has a checkpoint (or an ensemble member) to go on from."""
+    out = Path(out_dir)
+    return (out / CHECKPOINT_INDEX).is_file() or any(out.glob("member-*/"))
 
 
 def default_out_dir(config: TrainConfig) -> Path:

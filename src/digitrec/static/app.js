@@ -360,7 +360,16 @@ function summary(result, digits) {
     const pick = digits.length > 1 ? " Pick a digit to see its probabilities." : "";
     return `Read the number ${result.number}.${pick}`;
   }
-  return `Looks like a ${result.digit}.`;
+  return `Looks like ${withArticle(result.digit)}.`;
+}
+
+// "a 7", "an 8", "an 11", "an 18", "an 80", "an 11000": "an" where the number is said starting
+// with a vowel (eight, eleven, eighteen, eighty…, eleven thousand…).
+function withArticle(number) {
+  const digits = String(number);
+  const leading = digits.length % 3 === 2 ? digits.slice(0, 2) : ""; // "11 000" is eleven thousand
+  const vowel = digits.startsWith("8") || leading === "11" || leading === "18";
+  return `${vowel ? "an" : "a"} ${digits}`;
 }
 
 function showDigit(prediction) {
