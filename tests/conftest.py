@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
@@ -126,3 +127,16 @@ def serving(recognizer, **settings):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def touching(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Two MNIST digits side by side on a margin, moved together until their ink touches."""
+    left, right = (d[:, d.max(0) > 0.3] for d in (left, right))
+    for overlap in range(1, min(left.shape[1], right.shape[1])):
+        pair = np.zeros((48, left.shape[1] + right.shape[1] - overlap + 20), np.float32)
+        pair[10:38, 10 : 10 + left.shape[1]] = left
+        at = 10 + left.shape[1] - overlap
+        pair[10:38, at : at + right.shape[1]] = np.maximum(pair[10:38, at : at + right.shape[1]], right)
+        if ndimage.label(pair > 0.3)[1] == 1:
+            break
+    return (pair * 255).astype(np.uint8)

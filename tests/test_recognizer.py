@@ -10,7 +10,7 @@ from digitrec.errors import ConfigError, ImageError, InputError
 from digitrec.recognizer import UNCERTAIN_BELOW, Prediction, Recognizer
 from digitrec.synth import PhotoStyle, render_photo
 
-from .conftest import MNIST_DIR
+from .conftest import MNIST_DIR, touching
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,22 @@ def test_a_number_is_read_left_to_right_with_boxes(recognizer, test_digits):
     assert len(boxes) == 4 and all(b[0] < c[0] for b, c in itertools.pairwise(boxes))
     record = answer.to_dict(top_k=2)
     assert record["number"] == answer.number and len(record["digits"]) == 4 and len(record["top_k"]) == 2
+
+
+@pytest.mark.parametrize(("left", "right"), [(1, 4), (3, 1), (4, 3), (0, 2)])
+def test_touching_digits_are_read_as_two_where_the_model_reads_the_pieces_better(
+    recognizer, test_digits, left, right
+):
+    images, labels = test_digits
+    [answer] = recognizer.predict(touching(images[left], images[right]), multi=True)
+    assert answer.number == f"{labels[left]}{labels[right]}"
+
+
+def test_a_wide_single_digit_is_read_whole(recognizer, test_digits):
+    images, labels = test_digits
+    wide = np.asarray(Image.fromarray((images[1] * 255).astype(np.uint8)).resize((42, 28)))  # a 2
+    [answer] = recognizer.predict(wide, multi=True)
+    assert answer.number == str(labels[1])
 
 
 def test_a_broken_input_raises_image_error(recognizer):

@@ -19,6 +19,7 @@ from one decode and one cleaning.
 """
 
 import io
+import itertools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,11 @@ FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # no other decoder runs
 WORK_SIDE = 1024  # photos are shrunk to this longer side before cleaning: digits stay > 100 px
 FIT_SIDE = 20  # MNIST fits the ink's longer side to 20 px ...
 FRAME_SIDE = 28  # ... and centres it by mass in 28 × 28
+DRAW_SIDE = 4 * FIT_SIDE  # strokes are measured, and thin ones redrawn, with this longer side ...
+MIN_STROKE = 5.0  # ... where MNIST's are 8-12 px wide; thinner than this is redrawn ...
+STROKE = 8.0  # ... this wide
 MIN_CONTRAST = 0.12  # less ink-to-paper contrast than this is an empty image
+MIN_INK_PIXELS = 12  # fewer pixels of ink than this (at WORK_SIDE) is an empty image
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -58,6 +63,9 @@ class Digit:
     box: tuple[int, int, int, int]  # (left, top, right, bottom) in the input's pixels
     empty: bool = False  # no ink found: the image is blank or nearly so
     ink_groups: int = 1  # digit-sized groups of ink apart by clear gaps: more than 1 looks like a number
+    # Ink that may be two digits touching or overlapping: ways to part it into a left and a
+    # right digit, for the recognizer to weigh against reading it whole.
+    splits: "tuple[tuple[Digit, Digit], ...]" = ()
 
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
@@ -193,13 +201,18 @@ def ink_map(grey: np.ndarray) -> tuple[np.ndarray, float]:
         grey = 1.0 - grey
     # The background (paper, shadows, gradients) is what an opening wider than any stroke
     # leaves: it erases the bright strokes and keeps the slowly varying light under them.
-    width = max(3, max(grey.shape) // 4)
-    background = ndimage.uniform_filter(ndimage.grey_opening(grey, size=(width, width)), size=width)
-    ink = np.clip(grey - np.minimum(background, np.median(grey)), 0, None)
-    peak = float(np.percentile(ink, 99.9))
-    if peak < MIN_CONTRAST:  # paper, noise and shadows only: nothing to normalise up
-        return np.zeros_like(ink, np.float32), scale
-    return (ink / peak).clip(0, 1).astype(np.float32), scale
+    width = max(3, min(grey.shape) // 4)  # the shorter side: a row's strokes are a tenth of its height
+    # The opening runs on a smoothed copy: on raw grain it follows the noise's troughs, and
+    # the light between them would pass for faint ink.
+    smooth = ndimage.gaussian_filter(grey, 2.0)
+    background = ndimage.uniform_filter(ndimage.grey_opening(smooth, size=(width, width)), size=width)
+    residual = grey - background
+    grain = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    strokes = residual[residual > max(MIN_CONTRAST, 6 * grain)]
+    if strokes.size < MIN_INK_PIXELS:  # paper, noise and shadows only: nothing to normalise up
+        return np.zeros_like(grey, np.float32), scale
+    peak = float(np.percentile(strokes, 90))
+    return (residual / peak).clip(0, 1).astype(np.float32), scale
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -222,6 +235,7 @@ def ink_components(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice
     if float(ink.max(initial=0)) < MIN_CONTRAST:
         return np.zeros(ink.shape, np.int32), []
     mask = ink > max(_otsu(ink[ink > 0.02]) if (ink > 0.02).any() else 0.5, 0.2)
+    mask &= ~(_lines_across(mask) | _lines_across(mask.T).T)
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
         return labels, []
@@ -231,15 +245,38 @@ def ink_components(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice
     return labels, [s for i, s in enumerate(ndimage.find_objects(labels)) if s is not None and keep[i]]
 
 
+def _lines_across(mask: np.ndarray, strips: int = 8) -> np.ndarray:
+    """The pixels of ruled or printed lines running across the page (within about 5° of level),
+    less the strokes that cross them: a line covers most of nearly every eighth of the width
+    at nearly the same height, which no digit does."""
+    from scipy import ndimage
+
+    height, width = mask.shape
+    lines = np.zeros_like(mask)
+    if width < 8 * strips or height < 16:
+        return lines
+    step = width / strips
+    drift = max(2, round(0.09 * step))  # rows a line 5° off level climbs across one strip
+    pooled = ndimage.maximum_filter1d(mask, 2 * drift + 1, axis=0)
+    edges = np.linspace(0, width, strips + 1).astype(int)
+    covered = np.stack([pooled[:, a:b].mean(axis=1) > 0.8 for a, b in itertools.pairwise(edges)], axis=1)
+    if covered.sum(axis=1).max(initial=0) == 0:
+        return lines
+    for s, (a, b) in enumerate(itertools.pairwise(edges)):
+        support = sum(
+            ndimage.maximum_filter1d(covered[:, t], 2 * drift * abs(s - t) + 1) for t in range(strips)
+        )
+        band = covered[:, s] & (support >= strips - 1)
+        lines[band, a:b] = True
+    # A stroke that crosses a line runs on above and below it; the line itself is thin.
+    thick = max(4, height // 100 + 3)
+    crossing = ndimage.binary_opening(mask, structure=np.ones((thick, 1), bool))
+    return lines & mask & ~crossing
+
+
 def normalise(ink: np.ndarray) -> np.ndarray:
     """A crop of ink (bright on dark) to MNIST's frame: longer side 20 px, centred by mass in 28×28."""
-    height, width = ink.shape
-    factor = FIT_SIDE / max(height, width)
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    # BOX is area averaging when shrinking, which is how MNIST's anti-aliased grey edges arose.
-    fitted = np.asarray(
-        Image.fromarray(ink.astype(np.float32), "F").resize(size, Image.Resampling.BOX), np.float32
-    )
+    fitted = _fit(_thickened(_fit(ink, DRAW_SIDE)), FIT_SIDE)
     frame = np.zeros((FRAME_SIDE, FRAME_SIDE), np.float32)
     total = float(fitted.sum())
     rows, cols = np.indices(fitted.shape)
@@ -249,6 +286,34 @@ def normalise(ink: np.ndarray) -> np.ndarray:
     left = int(np.clip(round(FRAME_SIDE / 2 - centre_col), 0, FRAME_SIDE - fitted.shape[1]))
     frame[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
     return np.clip(frame, 0, 1)
+
+
+def _fit(ink: np.ndarray, side: int) -> np.ndarray:
+    """`ink` with its longer side resized to `side` pixels."""
+    height, width = ink.shape
+    factor = side / max(height, width)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    # BOX is area averaging when shrinking, which is how MNIST's anti-aliased grey edges arose.
+    return np.asarray(
+        Image.fromarray(ink.astype(np.float32), "F").resize(size, Image.Resampling.BOX), np.float32
+    )
+
+
+def _thickened(ink: np.ndarray) -> np.ndarray:
+    """Strokes thinner than MNIST's at DRAW_SIDE (a pen line on a big page, a canvas's 1-px
+    brush) redrawn at full strength and MNIST's width; others as they are. Shrunk as they
+    were, they would fade to a faint grey line the model has never seen."""
+    from scipy import ndimage
+
+    mask = ink > 0.5 * float(ink.max(initial=0))
+    edge = mask & ~ndimage.binary_erosion(mask)
+    width = 2 * mask.sum() / max(1, edge.sum())  # a stroke's area over half its outline
+    if width >= MIN_STROKE or not mask.any():
+        return ink
+    radius = int(np.ceil((STROKE - width) / 2))
+    disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
+    strength = float(np.percentile(ink[mask], 90))
+    return ndimage.grey_dilation(np.clip(ink / strength, 0, 1), footprint=disk)
 
 
 def read(source: ImageInput, multi: bool = False) -> tuple[Digit, list[Digit] | None]:
@@ -302,13 +367,87 @@ def _groups(boxes: list[tuple[slice, slice]]) -> int:
 
 
 def _characters(ink: np.ndarray, scale: float, labels: np.ndarray, boxes: list) -> list[Digit]:
-    groups = _split_touching(_merge_overlapping(boxes), labels > 0)
+    if not boxes:
+        return []
+    groups = _split_touching(_merge_overlapping(_attach_fragments(boxes)), labels > 0)
+    height = float(np.median([rows.stop - rows.start for rows, _ in groups]))
     digits = []
     for crop in sorted(groups, key=lambda c: c[1].start):
-        keep = np.zeros_like(labels, bool)
-        keep[crop] = labels[crop] > 0
-        digits.append(Digit(normalise(_soft_ink(ink, keep, crop)), _box(crop, scale)))
+        own = np.zeros_like(labels)
+        own[crop] = _own_strokes(labels, crop)
+        several = len([i for i in np.unique(own[crop]) if i]) > 1
+        splits = _splits(own, crop) if several or crop[1].stop - crop[1].start > 1.1 * height else []
+        pairs = tuple((_digit(ink, left, scale), _digit(ink, right, scale)) for left, right in splits)
+        digits.append(Digit(normalise(_soft_ink(ink, own > 0, crop)), _box(crop, scale), splits=pairs))
     return digits
+
+
+def _own_strokes(labels: np.ndarray, crop: tuple[slice, slice]) -> np.ndarray:
+    """The labels within a crop less a neighbour's stroke reaching into it: a stroke counts if
+    half of it lies inside, or it is a quarter of the ink inside (a stroke cut between two)."""
+    from scipy import ndimage
+
+    window = labels[crop]
+    ids, inside = np.unique(window[window > 0], return_counts=True)
+    if not len(ids):
+        return window
+    totals = ndimage.sum_labels(labels > 0, labels, ids)
+    mine = ids[(inside >= 0.5 * totals) | (inside >= 0.25 * inside.sum())]
+    return np.where(np.isin(window, mine), window, 0)
+
+
+def _splits(labels: np.ndarray, crop: tuple[slice, slice]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ways to part the ink of a crop into a left and a right digit, as full-size masks: whole
+    strokes apart where it holds several (sorted by centre, parted where they overlap least),
+    and cuts at the thinnest columns. Parts with under a tenth of the ink are left out."""
+    from scipy import ndimage
+
+    rows, cols = crop
+    inside = np.zeros_like(labels)
+    inside[crop] = labels[crop]
+    ids = [i for i in np.unique(inside[crop]) if i]
+    splits = []
+    if len(ids) >= 2:
+        centres = ndimage.center_of_mass(inside > 0, inside, ids)
+        ordered = [i for _, i in sorted(zip([c[1] for c in centres], ids, strict=True))]
+        spans = {i: np.flatnonzero((inside == i).any(axis=0)) for i in ids}
+
+        def overlap(k: int) -> int:
+            stop = max(spans[i].max() for i in ordered[:k]) + 1
+            start = min(spans[i].min() for i in ordered[k:])
+            return stop - start
+
+        k = min(range(1, len(ordered)), key=overlap)
+        splits.append((np.isin(inside, ordered[:k]), np.isin(inside, ordered[k:])))
+    for cut in _cut_columns(inside[crop] > 0):
+        left, right = np.zeros(labels.shape, bool), np.zeros(labels.shape, bool)
+        left[rows, cols.start : cols.start + cut] = inside[rows, cols.start : cols.start + cut] > 0
+        right[rows, cols.start + cut : cols.stop] = inside[rows, cols.start + cut : cols.stop] > 0
+        splits.append((left, right))
+    return [(a, b) for a, b in splits if min(a.sum(), b.sum()) >= 0.1 * (a.sum() + b.sum())]
+
+
+def _cut_columns(mask: np.ndarray, count: int = 3) -> list[int]:
+    """Where to cut ink that may hold two digits, likeliest first: the `count` columns with the
+    least ink (smoothed over three, at least three apart) among those with a fifth of the ink
+    or more on either side."""
+    from scipy import ndimage
+
+    columns = mask.sum(axis=0).astype(np.float32)
+    share = np.cumsum(columns) / max(1.0, float(columns.sum()))
+    profile = ndimage.uniform_filter1d(columns, 3)
+    candidates = np.flatnonzero((share >= 0.2) & (share <= 0.8))
+    cuts: list[int] = []
+    for column in candidates[np.argsort(profile[candidates], kind="stable")]:
+        if all(abs(column + 1 - cut) >= 3 for cut in cuts):
+            cuts.append(int(column) + 1)
+    return cuts[:count] or [mask.shape[1] // 2]
+
+
+def _digit(ink: np.ndarray, keep: np.ndarray, scale: float) -> Digit:
+    rows, cols = np.nonzero(keep)
+    crop = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    return Digit(normalise(_soft_ink(ink, keep, crop)), _box(crop, scale))
 
 
 def _soft_ink(ink: np.ndarray, keep: np.ndarray, crop: tuple[slice, slice]) -> np.ndarray:
@@ -330,13 +469,19 @@ def _box(crop: tuple[slice, slice], scale: float) -> tuple[int, int, int, int]:
 
 
 def _merge_overlapping(boxes: list[tuple[slice, slice]]) -> list[tuple[slice, slice]]:
-    """Join pieces of one broken digit: components whose columns mostly overlap."""
+    """Join pieces of one broken digit: components whose columns mostly overlap, or that
+    overlap at all and lie one above the other (a stroke broken across; digits side by side
+    share most of their rows)."""
     merged: list[tuple[slice, slice]] = []
     for rows, cols in sorted(boxes, key=lambda b: b[1].start):
         if merged:
             last_rows, last_cols = merged[-1]
             overlap = min(cols.stop, last_cols.stop) - max(cols.start, last_cols.start)
-            if overlap > 0.5 * min(cols.stop - cols.start, last_cols.stop - last_cols.start):
+            shared_rows = min(rows.stop, last_rows.stop) - max(rows.start, last_rows.start)
+            stacked = overlap > 0 and shared_rows < 0.25 * min(
+                rows.stop - rows.start, last_rows.stop - last_rows.start
+            )
+            if stacked or overlap > 0.5 * min(cols.stop - cols.start, last_cols.stop - last_cols.start):
                 merged[-1] = (
                     slice(min(rows.start, last_rows.start), max(rows.stop, last_rows.stop)),
                     slice(min(cols.start, last_cols.start), max(cols.stop, last_cols.stop)),
@@ -346,30 +491,37 @@ def _merge_overlapping(boxes: list[tuple[slice, slice]]) -> list[tuple[slice, sl
     return merged
 
 
-def _split_touching(boxes: list[tuple[slice, slice]], mask: np.ndarray) -> list[tuple[slice, slice]]:
-    """Cut digits that touch: a wide box is cut where its ink is thinnest, near the middle.
+def _attach_fragments(groups: list[tuple[slice, slice]]) -> list[tuple[slice, slice]]:
+    """Join a piece under half the tallest group's height (a 5's flag, a stroke broken off) to
+    the group nearest it across the page; one further than half that height from any is a speck."""
+    tallest = max(rows.stop - rows.start for rows, _ in groups)
+    digits = [g for g in groups if g[0].stop - g[0].start >= 0.5 * tallest]
+    for rows, cols in (g for g in groups if g[0].stop - g[0].start < 0.5 * tallest):
+        gaps = [max(c.start - cols.stop, cols.start - c.stop, 0) for _, c in digits]
+        nearest = int(np.argmin(gaps))
+        if gaps[nearest] <= 0.5 * tallest:
+            near_rows, near_cols = digits[nearest]
+            digits[nearest] = (
+                slice(min(rows.start, near_rows.start), max(rows.stop, near_rows.stop)),
+                slice(min(cols.start, near_cols.start), max(cols.stop, near_cols.stop)),
+            )
+    return digits
 
-    A digit is rarely wider than tall, so a box wider than 1.2 × its height is cut at the
-    thinnest column of its middle half when that column holds under 30% of the fullest one
-    (a joint of one stroke, not the two strokes of a wide "0"); wider than 1.6 × its height,
-    it is cut regardless.
-    """
-    from scipy import ndimage
+
+def _split_touching(boxes: list[tuple[slice, slice]], mask: np.ndarray) -> list[tuple[slice, slice]]:
+    """Cut ink too wide for one digit: a box wider than 1.6 × its height is cut at the thinnest
+    column of its middle half, again until none is. Narrower ones that may be two digits are
+    left whole with their `splits`, for the model to decide."""
 
     result = []
     pending = list(boxes)
     while pending:
         rows, cols = pending.pop()
         height, width = rows.stop - rows.start, cols.stop - cols.start
-        if width <= 1.2 * height or width < 4:
+        if width <= 1.6 * height or width < 4:
             result.append((rows, cols))
             continue
-        profile = ndimage.uniform_filter1d(mask[rows, cols].sum(axis=0).astype(np.float32), 3)
-        middle = slice(width // 4, width - width // 4)
-        cut = middle.start + int(np.argmin(profile[middle]))
-        if profile[cut] >= 0.3 * profile.max() and width <= 1.6 * height:
-            result.append((rows, cols))
-            continue
+        cut = _cut_columns(mask[rows, cols])[0]
         pending += [(rows, slice(cols.start, cols.start + cut)), (rows, slice(cols.start + cut, cols.stop))]
     return result
 

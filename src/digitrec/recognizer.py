@@ -198,21 +198,35 @@ class Recognizer:
     @staticmethod
     def answer(prepared: Sequence[Prepared], probs: np.ndarray) -> list[Prediction]:
         """Predictions from the model's probabilities for `digits_of(prepared)`, in that order."""
-        answers = [_answer(d, p) for d, p in zip(digits_of(prepared), probs, strict=True)]
-        results, next_character = [], len(prepared)
-        for i, item in enumerate(prepared):
+        answers = iter([_answer(d, p) for d, p in zip(digits_of(prepared), probs, strict=True)])
+        wholes = [next(answers) for _ in prepared]
+        read = [[next(answers) for _ in item.characters or []] for item in prepared]
+        results = []
+        for whole, item, characters in zip(wholes, prepared, read, strict=True):
             if item.characters is None:
-                results.append(answers[i])
+                results.append(whole)
                 continue
-            characters = answers[next_character : next_character + len(item.characters)]
-            next_character += len(item.characters)
-            results.append(_with_number(answers[i], "".join(str(c.digit) for c in characters), characters))
+            chosen = []
+            for character, answer in zip(item.characters, characters, strict=True):
+                pairs = [(next(answers), next(answers)) for _ in character.splits]
+                best = max(pairs, key=lambda pair: pair[0].confidence * pair[1].confidence, default=None)
+                # Two digits where the whole is in doubt and a split reads likelier.
+                two = (
+                    best is not None
+                    and answer.confidence < UNCERTAIN_BELOW
+                    and best[0].confidence * best[1].confidence > answer.confidence
+                )
+                chosen += list(best) if two and best else [answer]
+            results.append(_with_number(whole, "".join(str(c.digit) for c in chosen), chosen))
         return results
 
 
 def digits_of(prepared: Sequence[Prepared]) -> list[Digit]:
-    """Every image the model must see: each whole image, then each one's characters."""
-    return [p.whole for p in prepared] + [c for p in prepared for c in p.characters or []]
+    """Every image the model must see: each whole image, then each one's characters, then the
+    left and right digit of each way to split each character, in that order."""
+    characters = [c for p in prepared for c in p.characters or []]
+    parts = [d for c in characters for pair in c.splits for d in pair]
+    return [p.whole for p in prepared] + characters + parts
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
