@@ -6,6 +6,7 @@ import pytest
 
 from digitrec import models
 from digitrec.data import Dataset, load_dataset
+from digitrec.errors import ConfigError
 from digitrec.fitting import TrainResult, compiled_trainer, measure, training_arrays
 from digitrec.recipes import recipe
 
@@ -60,6 +61,39 @@ def test_training_arrays_are_the_first_train_limit_images_with_one_hot_targets(m
     assert np.array_equal(images, mnist.train_images[:300])
     assert targets.shape == (300, 10) and np.array_equal(targets.sum(1), np.ones(300))
     assert np.array_equal(targets.argmax(1), mnist.train_labels[:300]) and set(np.unique(targets)) == {0, 1}
+
+
+def test_non_digits_come_after_the_digits_with_a_uniform_target(mnist):
+    images, targets = training_arrays(recipe("softmax", train_limit=300, non_digits=0.1), mnist)
+    assert images.shape == (330, 28, 28) and targets.shape == (330, 10)
+    assert np.array_equal(images[:300], mnist.train_images[:300])
+    assert np.allclose(targets[300:], 0.1) and np.array_equal(
+        targets[:300].argmax(1), mnist.train_labels[:300]
+    )
+
+
+def test_restyled_digits_keep_their_targets_and_replace_about_their_share(mnist):
+    images, targets = training_arrays(recipe("softmax", train_limit=400, restyle=0.5), mnist)
+    changed = np.mean(
+        [not np.array_equal(a, b) for a, b in zip(images, mnist.train_images[:400], strict=True)]
+    )
+    assert 0.4 < changed < 0.6 and np.array_equal(targets.argmax(1), mnist.train_labels[:400])
+
+
+def test_a_fine_tune_starts_from_the_given_models_weights(tiny_model_dir):
+    from digitrec.recognizer import Recognizer
+
+    start = Recognizer.load(tiny_model_dir).keras_model  # a softmax
+    trainer = compiled_trainer(recipe("softmax", init=str(tiny_model_dir)), steps_per_epoch=10)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(trainer.layers[-1].get_weights(), start.get_weights(), strict=True)
+    )
+
+
+def test_a_fine_tune_from_another_architecture_is_refused(tiny_model_dir):
+    with pytest.raises(ConfigError, match="weights do not fit"):
+        compiled_trainer(recipe("mlp", init=str(tiny_model_dir)), steps_per_epoch=10)
 
 
 def test_training_arrays_without_a_limit_are_the_whole_training_split(mnist):

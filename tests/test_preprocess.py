@@ -6,7 +6,6 @@ import warnings
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
 
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ImageError

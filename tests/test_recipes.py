@@ -102,3 +102,9 @@ def test_the_fields_with_help_are_exactly_the_settings_digitrec_train_offers():
     assert {dest for dest in offered if dest in FIELDS} == SETTINGS
     for name in SETTINGS:
         assert flag_of(name) in offered[name]
+
+
+@pytest.mark.parametrize("setting", ["non_digits", "restyle"])
+def test_a_share_outside_zero_to_one_is_refused(setting):
+    with pytest.raises(ConfigError, match="shares from 0 to 1"):
+        TrainConfig(**{setting: 1.5})

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from digitrec.data import load_dataset, scale
-from digitrec.synth import PhotoStyle, render_photo
+from digitrec.recognizer import Recognizer
+from digitrec.synth import PhotoStyle, non_digits, render_photo, restyled
 
 from .conftest import MNIST_DIR
 
@@ -13,6 +14,11 @@ from .conftest import MNIST_DIR
 @pytest.fixture(scope="module")
 def digits() -> np.ndarray:
     return scale(load_dataset("mnist", MNIST_DIR).test_images[:3])
+
+
+@pytest.fixture(scope="module")
+def recognizer_default() -> Recognizer:
+    return Recognizer.load("default")
 
 
 def _open(photo: bytes) -> Image.Image:
@@ -74,3 +80,22 @@ def test_random_styles_stay_within_their_documented_ranges():
         assert 100 <= style.digit_px <= 300 and all(0.2 <= m <= 1.5 for m in style.margin)
         assert style.jpeg_quality is None or 60 <= style.jpeg_quality <= 95
         assert min(style.paper) >= 205 and max(style.ink) < 70
+
+
+def test_non_digits_are_mnist_framed_marks_of_every_kind():
+    marks = non_digits(40, np.random.default_rng(0))
+    assert marks.shape == (40, 28, 28) and marks.dtype == np.uint8
+    assert all(m.max() > 200 for m in marks)  # each has ink ...
+    sides = [max(np.ptp(np.nonzero(m > 30)[0]), np.ptp(np.nonzero(m > 30)[1])) + 1 for m in marks]
+    assert all(18 <= side <= 21 for side in sides), sides  # ... fitted to 20 px, as MNIST's digits
+    assert len({m.tobytes() for m in marks}) == 40
+
+
+def test_restyled_digits_stay_readable_and_change(recognizer_default):
+    data = load_dataset("mnist", MNIST_DIR)
+    images, labels = data.val_images[:200], data.val_labels[:200]
+    redrawn = restyled(images, np.random.default_rng(0))
+    assert redrawn.shape == images.shape and redrawn.dtype == np.uint8
+    assert np.mean(np.abs(redrawn.astype(int) - images)) > 10
+    read = recognizer_default.predict_proba(scale(redrawn)).argmax(1)
+    assert np.mean(read == labels) > 0.9

@@ -29,6 +29,7 @@ from digitrec.metrics import calibration, classification_metrics
 from digitrec.models import build, float32_copy, precision_warning
 from digitrec.recipes import TrainConfig
 from digitrec.recognizer import Recognizer
+from digitrec.synth import non_digits, restyled
 from digitrec.temperature import apply_temperature, fit_temperature
 
 
@@ -113,13 +114,24 @@ def training_arrays(config: TrainConfig, data: Dataset) -> tuple[np.ndarray, np.
 
     The targets are one-hot labels or, with a teacher, labels mixed with the teacher's
     probabilities (knowledge distillation: Hinton, Vinyals and Dean 2015). The teacher reads the
-    clean images once; augmented copies keep their image's targets.
+    clean images once; augmented and restyled copies keep their image's targets. Synthetic
+    non-digits, if asked, come last with a uniform target (outlier exposure: Hendrycks, Mazeika
+    and Dietterich 2019), so that what is no digit is answered with doubt.
     """
     limit = config.train_limit or len(data.train_images)
     images, targets = data.train_images[:limit], _one_hot(data.train_labels[:limit])
     if config.teacher:
         taught = Recognizer.load(config.teacher).predict_proba(scale(images))
         targets = (1 - config.distill_weight) * targets + config.distill_weight * taught
+    rng = np.random.default_rng(config.seed)
+    if config.restyle:
+        chosen = rng.random(len(images)) < config.restyle
+        images = images.copy()
+        images[chosen] = restyled(images[chosen], rng)
+    if config.non_digits:
+        marks = non_digits(round(config.non_digits * len(images)), rng)
+        images = np.concatenate([images, marks])
+        targets = np.concatenate([targets, np.full((len(marks), NUM_CLASSES), 1 / NUM_CLASSES, np.float32)])
     return images, targets
 
 
@@ -215,6 +227,11 @@ def compiled_trainer(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     batch. The saved model is the architecture alone, with the float input contract.
     """
     model = build(config.model, config.precision)
+    if config.init:
+        start = Recognizer.load(config.init).keras_model
+        if [w.shape for w in start.weights] != [w.shape for w in model.weights]:
+            raise ConfigError(f"--init {config.init} is not a {config.model} model: its weights do not fit")
+        model.set_weights(start.get_weights())
     pipeline = [keras.Input(IMAGE_SHAPE, dtype="uint8"), keras.layers.Rescaling(1 / 255)]
     if config.augment:
         pipeline.append(

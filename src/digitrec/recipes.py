@@ -60,6 +60,11 @@ class TrainConfig:
     )
     teacher: str = _setting("", "distil: a trained model whose probabilities are mixed into the targets")
     distill_weight: float = _setting(0.5, "with a teacher: target = (1 - W) one-hot label + W teacher's")
+    init: str = _setting("", "fine-tune: start from a trained model's weights (a directory or bundled name)")
+    non_digits: float = _setting(
+        0.0, "add N synthetic non-digits per training digit, taught a uniform answer (outlier exposure)"
+    )
+    restyle: float = _setting(0.0, "redraw this share of training digits bold, two-level, blurred or blocky")
     ema_momentum: float = _setting(
         0.0, "keep an exponential moving average of the weights (e.g. 0.999) and save it", flag="ema"
     )
@@ -92,6 +97,10 @@ class TrainConfig:
                 )
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed must be a whole number from 0 to 2**32 - 1, got {self.seed}")
+        if not (0 <= self.non_digits <= 1 and 0 <= self.restyle <= 1):
+            raise ConfigError(
+                f"non_digits and restyle are shares from 0 to 1, got {self.non_digits} and {self.restyle}"
+            )
         if not 0 < self.lr <= 10:
             raise ConfigError(f"lr must be in (0, 10], got {self.lr}")
         if self.precision not in PRECISIONS or self.strategy not in STRATEGIES:
