@@ -196,8 +196,7 @@ def ink_map(grey: np.ndarray) -> tuple[np.ndarray, float]:
     if scale > 1:
         size = (max(1, round(grey.shape[1] / scale)), max(1, round(grey.shape[0] / scale)))
         grey = np.asarray(Image.fromarray(grey, "F").resize(size, Image.Resampling.BOX), np.float32)
-    edge = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    if float(np.median(edge)) > 0.5:  # light paper: make the ink the bright part
+    if _dark_ink(grey):  # make the ink the bright part
         grey = 1.0 - grey
     # The background (paper, shadows, gradients) is what an opening wider than any stroke
     # leaves: it erases the bright strokes and keeps the slowly varying light under them.
@@ -213,6 +212,20 @@ def ink_map(grey: np.ndarray) -> tuple[np.ndarray, float]:
         return np.zeros_like(grey, np.float32), scale
     peak = float(np.percentile(strokes, 90))
     return (residual / peak).clip(0, 1).astype(np.float32), scale
+
+
+def _dark_ink(grey: np.ndarray) -> bool:
+    """Dark ink on light paper, or light on dark: the side of the paper's local level that
+    reaches further. A shadow over half a page fools a border's or a whole image's level."""
+    from scipy import ndimage
+
+    factor = 64 / max(grey.shape)
+    small = grey
+    if factor < 1:
+        size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
+        small = np.asarray(Image.fromarray(grey, "F").resize(size, Image.Resampling.BOX), np.float32)
+    flat = small - ndimage.median_filter(small, size=max(3, min(small.shape) // 3))
+    return -float(np.percentile(flat, 1)) > float(np.percentile(flat, 99))
 
 
 def _otsu(values: np.ndarray) -> float:
