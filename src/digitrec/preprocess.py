@@ -40,7 +40,6 @@ DRAW_SIDE = 4 * FIT_SIDE  # strokes are measured, and thin ones redrawn, with th
 MIN_STROKE = 5.0  # ... where MNIST's are 8-12 px wide; thinner than this is redrawn ...
 STROKE = 8.0  # ... this wide
 MIN_CONTRAST = 0.12  # less ink-to-paper contrast than this is an empty image
-JOIN_GAP = 4  # strokes this many pixels apart (at WORK_SIDE) or closer are one
 MIN_INK_PIXELS = 12  # fewer pixels of ink than this (at WORK_SIDE) is an empty image
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -250,10 +249,7 @@ def ink_components(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice
         return np.zeros(ink.shape, np.int32), []
     mask = ink > max(_otsu(ink[ink > 0.02]) if (ink > 0.02).any() else 0.5, 0.2)
     mask &= ~(_lines_across(mask) | _lines_across(mask.T).T)
-    # Strokes a pixel or two apart are one stroke: a faint pen line breaks at the threshold.
-    joined = ndimage.binary_dilation(mask, structure=np.ones((3, 3)), iterations=JOIN_GAP // 2)
-    labels, count = ndimage.label(joined, structure=np.ones((3, 3)))
-    labels = np.where(mask, labels, 0)
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
         return labels, []
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
