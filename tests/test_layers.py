@@ -13,12 +13,12 @@ LAYERS = {
     "errors": 0,
     "contract": 0.25,
     "files": 0.5,
-    "synth": 1,
     "data": 1,
     "preprocess": 1,
     "metrics": 1,
     "recipes": 1,
     "temperature": 1,
+    "synth": 1.5,  # draws marks as any input is normalised
     "models": 2,
     "augment": 2.5,
     "artifact": 2.5,
