@@ -67,7 +67,7 @@ def test_a_shadow_over_most_of_the_border_keeps_dark_ink_dark(mnist_digits):
     page = np.asarray(
         Image.open(io.BytesIO(render_photo(images[0], PhotoStyle(jpeg_quality=None)))), np.float32
     )
-    shade = np.ones(page.shape[:2] + (1,), np.float32)
+    shade = np.ones((*page.shape[:2], 1), np.float32)
     quarter = page.shape[0] // 4
     shade[:quarter], shade[:, :quarter] = 0.45, 0.45  # the top and left margins, darker than mid-grey
     out = to_mnist((page * shade).astype(np.uint8)).image

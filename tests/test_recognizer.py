@@ -3,7 +3,7 @@ import itertools
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from digitrec.data import load_dataset, scale
 from digitrec.errors import ConfigError, ImageError, InputError
@@ -189,3 +189,21 @@ def test_an_image_of_several_digits_read_as_one_is_uncertain_and_says_so(recogni
     assert answer.describe().endswith("uncertain: looks like 2 digits; use --multi")
     [number] = recognizer.predict([photo], multi=True)
     assert number.number == f"{labels[0]}{labels[1]}" and number.reason != "looks like 2 digits"
+
+
+def _drawn(strokes: list[list[tuple[int, int]]]) -> np.ndarray:
+    """Dark strokes, 8 px wide, on a white 120-px page."""
+    page = Image.new("L", (120, 120), 255)
+    for stroke in strokes:
+        ImageDraw.Draw(page).line(stroke, fill=0, width=8)
+    return np.asarray(page)
+
+
+def test_the_robust_model_doubts_symbols_the_default_reads_as_digits(recognizer, test_digits):
+    triangle = _drawn([[(60, 15), (110, 105), (10, 105), (60, 15)]])
+    letter_h = _drawn([[(20, 10), (20, 110)], [(100, 10), (100, 110)], [(20, 60), (100, 60)]])
+    robust = Recognizer.load("robust")
+    assert not any(answer.uncertain for answer in recognizer.predict([triangle, letter_h]))
+    assert all(answer.uncertain for answer in robust.predict([triangle, letter_h]))
+    images, labels = test_digits
+    assert np.mean(robust.predict_proba(images).argmax(1) == labels) >= 0.99

@@ -24,7 +24,13 @@ from digitrec.files import atomic_path, atomic_write_text, sha256_of
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-BUNDLED = {"default": "cnn", "cnn": "cnn", "ensemble": "ensemble", "default-int8": "cnn/model-int8.tflite"}
+BUNDLED = {
+    "default": "cnn",
+    "cnn": "cnn",
+    "ensemble": "ensemble",
+    "default-int8": "cnn/model-int8.tflite",
+    "robust": "robust",  # fine-tuned on restyled digits and non-digits; see its model card
+}
 MODEL_FORMS = "a model directory, a .keras or .tflite file, a SavedModel directory"
 
 
