@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -401,3 +402,48 @@ def test_predict_escapes_control_characters_in_file_names(tmp_path, digits, caps
     assert main(["predict", str(tmp_path), "--model", "default-int8"]) == 0
     [line] = capsys.readouterr().out.splitlines()
     assert line.startswith(f"{tmp_path}/a\\nforged: 9 (1.000)\\r.png: {labels[0]} (")
+
+
+def test_the_api_the_command_line_and_the_library_give_the_same_answers(
+    live_server, digits, tmp_path, capsys
+):
+    import json
+
+    from digitrec.cli import main
+    from digitrec.recognizer import Recognizer
+
+    images, _ = digits
+    pictures = {
+        "photo.png": render_photo(images[5], PhotoStyle(jpeg_quality=None, light_gradient=0.4)),
+        "number.png": render_photo(
+            [images[i] for i in (1, 2, 3, 4)], PhotoStyle(digit_px=80, jpeg_quality=None)
+        ),
+        "blank.png": _dark_on_white_png(np.zeros((120, 90), np.float32)),
+    }
+    for name, body in pictures.items():
+        (tmp_path / name).write_bytes(body)
+    library = dict(
+        zip(pictures, Recognizer.load("default").predict(list(pictures.values()), multi=True), strict=True)
+    )
+    assert main(["predict", str(tmp_path), "--multi", "--json", "--model", "default"]) == 0
+    command_line = {Path(r["path"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+
+    def reading(answer: dict) -> tuple:
+        return (
+            answer["number"],
+            answer["uncertain"],
+            [(d["digit"], round(d["confidence"], 4)) for d in answer["digits"]],
+        )
+
+    for name, body in pictures.items():
+        api = httpx.post(
+            f"{live_server}/api/predict?multi=1", files={"image": (name, body, "image/png")}
+        ).json()
+        mine = library[name]
+        expected = (
+            mine.number,
+            mine.uncertain,
+            [(d.digit, round(d.confidence, 4)) for d in mine.digits or []],
+        )
+        assert reading(api) == reading(command_line[name]) == expected, name
+    assert library["number.png"].number == "".join(str(d) for d in digits[1][1:5])
