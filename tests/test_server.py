@@ -97,6 +97,17 @@ def test_the_tf_serving_endpoint_answers_32_instances_in_one_call(live_server, d
         ({"content": b"GIF89a\x01", "headers": {"content-type": "image/gif"}}, 400, "not a readable image"),
         ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 400, "send an image"),
         ({"files": {"other": ("x.png", b"x", "image/png")}}, 400, "field 'image'"),
+        (
+            {"data": {"image": "not a file"}, "files": {"other": ("x.png", b"x", "image/png")}},
+            400,
+            "field 'image'",
+        ),
+        (
+            {"content": b"--b\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=b"}},
+            400,
+            "field 'image'",
+        ),
+        ({"content": b"x", "headers": {"content-type": "multipart/form-data"}}, 400, "boundary"),
         ({"content": b"", "headers": {"content-type": "image/png"}}, 400, "empty"),
         (
             {"content": b"\0" * (11 * 1024 * 1024), "headers": {"content-type": "image/png"}},
@@ -447,3 +458,11 @@ def test_the_api_the_command_line_and_the_library_give_the_same_answers(
         )
         assert reading(api) == reading(command_line[name]) == expected, name
     assert library["number.png"].number == "".join(str(d) for d in digits[1][1:5])
+
+
+def test_a_large_multipart_upload_is_parsed_off_the_loop_and_read(live_server, digits):
+    images, labels = digits
+    photo = render_photo(images[7], PhotoStyle(digit_px=600, jpeg_quality=None, noise=8))
+    assert len(photo) > 512 * 1024  # far over what is parsed on the event loop
+    body = httpx.post(f"{live_server}/api/predict", files={"image": ("big.png", photo, "image/png")}).json()
+    assert body["digit"] == labels[7]

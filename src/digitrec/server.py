@@ -267,7 +267,7 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> F
 
     @app.post("/api/predict", response_model=PredictResponse, openapi_extra=_IMAGE_BODY)
     async def predict(request: Request, multi: bool = Query(False, description="read a number")) -> Response:
-        data = await _image_bytes(request)
+        data = await _image_bytes(app, config, request)
         prepared = await _prepare(app, recognizer, config, data, multi)
         return _json(await _answer(app, recognizer, prepared))
 
@@ -365,15 +365,13 @@ _SERVING_BODY = {
 }
 
 
-async def _image_bytes(request: Request) -> bytes:
+async def _image_bytes(app: FastAPI, config: ServeConfig, request: Request) -> bytes:
     """The uploaded image: multipart field `image`, or the raw body (the guard caps both)."""
     kind = request.headers.get("content-type", "").lower()
     if kind.startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=4) as form:
-            upload = form.get("image")
-            if upload is None or isinstance(upload, str):
-                raise ImageError("multipart request without a file in the field 'image'")
-            data = await upload.read()
+        body = await request.body()
+        content_type = request.headers["content-type"]
+        data = await _off_loop_if_large(app, config, len(body), _multipart_image, body, content_type)
     elif kind.startswith(("image/", "application/octet-stream")):
         data = await request.body()
     else:
@@ -383,6 +381,48 @@ async def _image_bytes(request: Request) -> bytes:
     if not data:
         raise ImageError("the request body is empty")
     return data
+
+
+def _multipart_image(body: bytes, content_type: str) -> bytes:
+    """The file in a multipart body's field `image`, parsed in memory: a large body on the pool,
+    where Starlette's parser would run on the event loop and spool to disk."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise ImageError("multipart request without a boundary in its content-type")
+    parts: list[tuple[bytes, bytearray]] = []  # (Content-Disposition, data) of each part
+    header: list[bytes] = [b"", b""]
+
+    def header_field(data: bytes, start: int, end: int) -> None:
+        header[0] += data[start:end]
+
+    def header_value(data: bytes, start: int, end: int) -> None:
+        header[1] += data[start:end]
+
+    def header_end() -> None:
+        if header[0].lower() == b"content-disposition":
+            parts[-1] = (header[1], parts[-1][1])
+        header[:] = [b"", b""]
+
+    callbacks = {
+        "on_part_begin": lambda: parts.append((b"", bytearray())),
+        "on_part_data": lambda data, start, end: parts[-1][1].extend(data[start:end]),
+        "on_header_field": header_field,
+        "on_header_value": header_value,
+        "on_header_end": header_end,
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+        parser.write(body)
+        parser.finalize()
+    except Exception as exc:  # the parser's own errors name no type worth telling a client apart
+        raise ImageError(f"malformed multipart body: {str(exc)[:120]}") from None
+    for disposition, data in parts:
+        options = parse_options_header(disposition)[1]
+        if options.get(b"name") == b"image" and b"filename" in options:
+            return bytes(data)
+    raise ImageError("multipart request without a file in the field 'image'")
 
 
 async def _prepare(app: FastAPI, recognizer: Recognizer, config: ServeConfig, data: bytes, multi: bool):
