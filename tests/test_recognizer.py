@@ -207,3 +207,21 @@ def test_the_robust_model_doubts_symbols_the_default_reads_as_digits(recognizer,
     assert all(answer.uncertain for answer in robust.predict([triangle, letter_h]))
     images, labels = test_digits
     assert np.mean(robust.predict_proba(images).argmax(1) == labels) >= 0.99
+
+
+def _big(image: np.ndarray) -> np.ndarray:
+    return np.asarray(
+        Image.fromarray((image * 255).astype(np.uint8)).resize((112, 112), Image.BILINEAR), np.float32
+    )
+
+
+def test_a_digit_broken_in_two_pieces_side_by_side_is_read_as_one(recognizer, test_digits):
+    images, labels = test_digits
+    four = _big(images[4])
+    rows, cols = np.mgrid[0:112, 0:112]
+    four[np.abs((rows - 56) * np.cos(np.pi / 6) + (cols - 56) * np.sin(np.pi / 6)) < 6] = (
+        0  # a pen that skipped
+    )
+    page = 255 - np.pad(np.hstack([_big(images[1]), four, _big(images[2])]), 20).astype(np.uint8)
+    [answer] = recognizer.predict(page, multi=True)
+    assert answer.number == f"{labels[1]}{labels[4]}{labels[2]}"

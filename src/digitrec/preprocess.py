@@ -21,7 +21,7 @@ from one decode and one cleaning.
 import io
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,7 @@ class Digit:
     # Ink that may be two digits touching or overlapping: ways to part it into a left and a
     # right digit, for the recognizer to weigh against reading it whole.
     splits: "tuple[tuple[Digit, Digit], ...]" = ()
+    joined: "Digit | None" = None  # this character's ink with the next one's: a digit broken in two?
 
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
@@ -384,14 +385,21 @@ def _characters(ink: np.ndarray, scale: float, labels: np.ndarray, boxes: list) 
         return []
     groups = _split_touching(_merge_overlapping(_attach_fragments(boxes)), labels > 0)
     height = float(np.median([rows.stop - rows.start for rows, _ in groups]))
-    digits = []
-    for crop in sorted(groups, key=lambda c: c[1].start):
+    digits, strokes = [], []
+    ordered = sorted(groups, key=lambda c: c[1].start)
+    for crop in ordered:
         own = np.zeros_like(labels)
         own[crop] = _own_strokes(labels, crop)
         several = len([i for i in np.unique(own[crop]) if i]) > 1
         splits = _splits(own, crop) if several or crop[1].stop - crop[1].start > 1.1 * height else []
         pairs = tuple((_digit(ink, left, scale), _digit(ink, right, scale)) for left, right in splits)
         digits.append(Digit(normalise(_soft_ink(ink, own > 0, crop)), _box(crop, scale), splits=pairs))
+        strokes.append(own > 0)
+    # Neighbours that overlap across the page or nearly touch may be one digit broken in two:
+    # they are also offered joined.
+    for i, (crop, after) in enumerate(itertools.pairwise(ordered)):
+        if after[1].start - crop[1].stop < 0.05 * height:
+            digits[i] = replace(digits[i], joined=_digit(ink, strokes[i] | strokes[i + 1], scale))
     return digits
 
 

@@ -206,27 +206,58 @@ class Recognizer:
             if item.characters is None:
                 results.append(whole)
                 continue
-            chosen = []
+            options = []  # each character's answer, likeliest split, and answer joined with the next
             for character, answer in zip(item.characters, characters, strict=True):
                 pairs = [(next(answers), next(answers)) for _ in character.splits]
                 best = max(pairs, key=lambda pair: pair[0].confidence * pair[1].confidence, default=None)
-                # Two digits where the whole is in doubt and a split reads likelier.
-                two = (
-                    best is not None
-                    and answer.confidence < UNCERTAIN_BELOW
-                    and best[0].confidence * best[1].confidence > answer.confidence
-                )
-                chosen += list(best) if two and best else [answer]
+                options.append((answer, best, next(answers) if character.joined else None))
+            chosen = _choose(options)
             results.append(_with_number(whole, "".join(str(c.digit) for c in chosen), chosen))
         return results
 
 
 def digits_of(prepared: Sequence[Prepared]) -> list[Digit]:
-    """Every image the model must see: each whole image, then each one's characters, then the
-    left and right digit of each way to split each character, in that order."""
+    """Every image the model must see: each whole image, then each one's characters, then for
+    each character the left and right digit of each way to split it and its ink joined with the
+    next character's, in that order."""
     characters = [c for p in prepared for c in p.characters or []]
-    parts = [d for c in characters for pair in c.splits for d in pair]
+    parts: list[Digit] = []
+    for character in characters:
+        parts += [d for pair in character.splits for d in pair] + (
+            [character.joined] if character.joined else []
+        )
     return [p.whole for p in prepared] + characters + parts
+
+
+Option = tuple["Prediction", "tuple[Prediction, Prediction] | None", "Prediction | None"]
+
+
+def _choose(options: list[Option]) -> list["Prediction"]:
+    """The digits of a number, reading each character whole unless it is in doubt and a reading
+    of its ink split in two, or joined with the next character's, is likelier."""
+    chosen: list[Prediction] = []
+    i = 0
+    while i < len(options):
+        answer, split, joined = options[i]
+        if joined is not None and i + 1 < len(options):
+            after = options[i + 1][0]
+            doubt = min(answer.confidence, after.confidence) < UNCERTAIN_BELOW
+            if (
+                doubt
+                and joined.confidence >= UNCERTAIN_BELOW
+                and joined.confidence > answer.confidence * after.confidence
+            ):
+                chosen.append(joined)  # two pieces of one broken digit
+                i += 2
+                continue
+        two = split is not None and answer.confidence < UNCERTAIN_BELOW
+        chosen += (
+            list(split)
+            if two and split and split[0].confidence * split[1].confidence > answer.confidence
+            else [answer]
+        )
+        i += 1
+    return chosen
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
