@@ -7,15 +7,15 @@ size, under uneven light, with noise and JPEG artefacts. `to_mnist` undoes each 
 
 1. decode (PNG, JPEG, BMP, GIF first frame, WebP, TIFF; no other format), honouring EXIF
    orientation, with transparency composited onto a backdrop that contrasts with the ink;
-2. grey, and polarity from the border: light paper means dark ink, which is inverted;
-3. the background estimated by a wide blur and subtracted, so shadows and gradients drop out;
-4. a threshold by Otsu's method on what remains, and connected components smaller than a speck
-   dropped;
-5. crop to the ink at full resolution, fit the longer side to 20 px with area averaging, and
-   place in 28×28 by centre of mass.
+2. grey, and polarity from the paper's local level: dark ink on light paper is inverted;
+3. the background estimated by a wide opening and subtracted, so shadows and gradients drop
+   out, and the ink scaled by its strokes' own strength;
+4. a threshold by Otsu's method on what remains, ruled lines and specks dropped;
+5. crop to the ink, strokes thinner than MNIST's redrawn at its width, fit the longer side to
+   20 px with area averaging, and place in 28×28 by centre of mass.
 
-`segment` returns one normalised digit per character, left to right; `read` gives both readings
-from one decode and one cleaning.
+`segment` returns one normalised digit per character, left to right, with the ways to split or
+join them that the recognizer weighs; `read` gives both readings from one decode and one cleaning.
 """
 
 import io
@@ -195,8 +195,7 @@ def ink_map(grey: np.ndarray) -> tuple[np.ndarray, float]:
 
     scale = max(grey.shape) / WORK_SIDE if max(grey.shape) > WORK_SIDE else 1.0
     if scale > 1:
-        size = (max(1, round(grey.shape[1] / scale)), max(1, round(grey.shape[0] / scale)))
-        grey = np.asarray(Image.fromarray(grey, "F").resize(size, Image.Resampling.BOX), np.float32)
+        grey = _fit(grey, WORK_SIDE)
     if _dark_ink(grey):  # make the ink the bright part
         grey = 1.0 - grey
     # The background (paper, shadows, gradients) is what an opening wider than any stroke
@@ -220,11 +219,7 @@ def _dark_ink(grey: np.ndarray) -> bool:
     reaches further. A shadow over half a page fools a border's or a whole image's level."""
     from scipy import ndimage
 
-    factor = 64 / max(grey.shape)
-    small = grey
-    if factor < 1:
-        size = (max(1, round(grey.shape[1] * factor)), max(1, round(grey.shape[0] * factor)))
-        small = np.asarray(Image.fromarray(grey, "F").resize(size, Image.Resampling.BOX), np.float32)
+    small = _fit(grey, 64) if max(grey.shape) > 64 else grey
     flat = small - ndimage.median_filter(small, size=max(3, min(small.shape) // 3))
     return -float(np.percentile(flat, 1)) > float(np.percentile(flat, 99))
 
@@ -358,9 +353,7 @@ def segment(source: ImageInput) -> list[Digit]:
 def _whole(ink: np.ndarray, scale: float, labels: np.ndarray, boxes: list) -> Digit:
     if not boxes:
         return Digit(np.zeros((FRAME_SIDE, FRAME_SIDE), np.float32), (0, 0, 0, 0), empty=True)
-    rows, cols = np.nonzero(labels)
-    crop = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
-    return Digit(normalise(_soft_ink(ink, labels > 0, crop)), _box(crop, scale), ink_groups=_groups(boxes))
+    return replace(_digit(ink, labels > 0, scale), ink_groups=_groups(boxes))
 
 
 def _groups(boxes: list[tuple[slice, slice]]) -> int:
@@ -466,6 +459,7 @@ def _cut_columns(mask: np.ndarray, count: int = 3) -> list[int]:
 
 
 def _digit(ink: np.ndarray, keep: np.ndarray, scale: float) -> Digit:
+    """The ink of the strokes in `keep`, cropped to them and normalised as MNIST."""
     rows, cols = np.nonzero(keep)
     crop = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     return Digit(normalise(_soft_ink(ink, keep, crop)), _box(crop, scale))

@@ -250,12 +250,11 @@ def _choose(options: list[Option]) -> list["Prediction"]:
                 chosen.append(joined)  # two pieces of one broken digit
                 i += 2
                 continue
-        two = split is not None and answer.confidence < UNCERTAIN_BELOW
-        chosen += (
-            list(split)
-            if two and split and split[0].confidence * split[1].confidence > answer.confidence
-            else [answer]
-        )
+        doubt = answer.confidence < UNCERTAIN_BELOW
+        if split and doubt and split[0].confidence * split[1].confidence > answer.confidence:
+            chosen += split  # two digits touching
+        else:
+            chosen.append(answer)
         i += 1
     return chosen
 
