@@ -448,7 +448,8 @@ async def _answer(app: FastAPI, recognizer: Recognizer, prepared: Prepared) -> d
 
 def _response(answer) -> dict:
     record = {"number": None, "digits": None, **answer.to_dict()}
-    record["image"] = np.round(answer.image, 3).tolist()
+    # In float64: a float32 rounded to 3 places prints as 0.30399999022483826, not 0.304.
+    record["image"] = np.round(answer.image.astype(np.float64), 3).tolist()
     if answer.digits is not None:
         record["digits"] = [_response(d) for d in answer.digits]
     return record
