@@ -1,6 +1,7 @@
 import contextlib
 import os
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 from scipy import ndimage
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Corrections and adapted models go to a folder of the test run's own, never the user's.
+os.environ["DIGITREC_HOME"] = tempfile.mkdtemp(prefix="digitrec-test-home-")
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO / "data" / "mnist"
 ARTIFACTS = REPO / "artifacts"  # screenshots the tests leave for people to look at (gitignored)

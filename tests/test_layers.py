@@ -19,6 +19,7 @@ LAYERS = {
     "recipes": 1,
     "temperature": 1,
     "synth": 1.5,  # draws marks as any input is normalised
+    "corrections": 1.5,  # reads a user's own digits as any input is normalised
     "models": 2,
     "augment": 2.5,
     "artifact": 2.5,
@@ -26,14 +27,17 @@ LAYERS = {
     "backends": 2.6,
     "recognizer": 2.75,
     "checkpoints": 2.8,
+    "explain": 2.9,  # runs a model through the recognizer
     "fitting": 3,
     "evaluation": 3,
     "distribute": 3.25,
     "ensemble": 3.25,
+    "adaptation": 3.1,  # fine-tunes as fitting does, on a user's digits
     "training": 3.5,
     "batching": 4.5,
     "exporter": 5,
-    "server": 5,
+    "profiles": 5.1,  # adapts, then exports the adapted model for serving
+    "server": 5.2,
     "cli_parser": 5.25,
     "cli": 5.5,
     "__main__": 6,
@@ -71,7 +75,7 @@ def test_nothing_imports_the_cli_but_the_entry_point():
 
 
 def test_layer_one_modules_do_not_import_keras_or_tensorflow():
-    for stem in ("errors", "contract", "files", "data", "metrics", "preprocess", "synth", "recipes"):
+    for stem in ("errors", "contract", "files", "data", "metrics", "preprocess", "synth", "recipes", "corrections"):
         tree = ast.parse((PACKAGE / f"{stem}.py").read_text())
         imported = {
             a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names

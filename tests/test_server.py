@@ -1,4 +1,5 @@
 import io
+import time
 from pathlib import Path
 
 import httpx
@@ -55,6 +56,7 @@ def test_a_prediction_carries_everything_the_page_shows(live_server, digits):
         "image",
         "number",
         "digits",
+        "model",
     }
     assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-3
     assert (
@@ -466,3 +468,126 @@ def test_a_large_multipart_upload_is_parsed_off_the_loop_and_read(live_server, d
     assert len(photo) > 512 * 1024  # far over what is parsed on the event loop
     body = httpx.post(f"{live_server}/api/predict", files={"image": ("big.png", photo, "image/png")}).json()
     assert body["digit"] == labels[7]
+
+
+def test_a_correction_as_json_is_kept_for_its_profile(live_server, digits):
+    from digitrec.corrections import CorrectionStore
+
+    images, _ = digits
+    correction = {"image": images[0].tolist(), "label": 1, "profile": "json-writer", "predicted": 7}
+    response = httpx.post(f"{live_server}/api/feedback", json=correction | {"source": "page"})
+    body = response.json()
+    assert response.status_code == 200
+    assert body == {"id": body["id"], "profile": "json-writer", "corrections": 1, "adapting": False}
+    kept, labels = CorrectionStore().examples("json-writer")
+    assert labels.tolist() == [1] and np.abs(kept[0] / 255 - images[0]).max() <= 1 / 255
+
+
+def test_a_correction_as_an_image_keeps_what_the_model_saw_and_what_it_answered(live_server, digits):
+    from digitrec.corrections import CorrectionStore
+
+    images, labels = digits
+    png = _dark_on_white_png(images[3])
+    seen = httpx.post(f"{live_server}/api/predict", content=png, headers={"content-type": "image/png"}).json()
+    response = httpx.post(
+        f"{live_server}/api/feedback?label=3&profile=image-writer",
+        files={"image": ("d.png", png, "image/png")},
+    )
+    assert response.status_code == 200 and response.json()["corrections"] == 1
+    kept, kept_labels = CorrectionStore().examples("image-writer")
+    assert kept_labels.tolist() == [3]
+    assert np.abs(kept[0] / 255 - np.asarray(seen["image"])).max() <= 1 / 255 + 1e-3
+
+
+@pytest.mark.parametrize(
+    ("url", "kwargs", "fragment"),
+    [
+        ("/api/feedback", {"json": {"image": [[0.0] * 28] * 28, "label": 10}}, "label"),
+        ("/api/feedback", {"json": {"image": [[0.0] * 28] * 27, "label": 1}}, "28"),
+        ("/api/feedback", {"json": {"image": [[0.0] * 28] * 28, "label": 1, "profile": "../x"}}, "profile"),
+        ("/api/feedback", {"json": {"image": [[0.0] * 28] * 28, "label": 1, "source": "x"}}, "source"),
+        ("/api/feedback", {"content": b"\x89PNG", "headers": {"content-type": "image/png"}}, "?label=D"),
+        (
+            "/api/feedback?label=12",
+            {"content": b"\x89PNG", "headers": {"content-type": "image/png"}},
+            "label",
+        ),
+        ("/api/predict?profile=..", {"content": b"\x89PNG", "headers": {"content-type": "image/png"}}, ""),
+    ],
+)
+def test_bad_corrections_get_a_4xx_with_a_json_error(live_server, url, kwargs, fragment):
+    response = httpx.post(f"{live_server}{url}", **kwargs)
+    assert 400 <= response.status_code < 500 and fragment in response.json()["error"], response.text
+
+
+def test_explain_says_where_the_answer_rests_and_shows_training_digits_like_it(live_server, digits):
+    images, labels = digits
+    png = _dark_on_white_png(images[0])
+    body = httpx.post(
+        f"{live_server}/api/predict?explain=1", files={"image": ("d.png", png, "image/png")}
+    ).json()
+    why = body["explanation"]
+    saliency, seen = np.asarray(why["saliency"]), np.asarray(body["image"])
+    assert why["digit"] == body["digit"] == labels[0] and why["runner_up"] != why["digit"]
+    assert saliency.shape == (28, 28) and saliency.max() == 1.0
+    assert saliency[seen > 0.5].mean() > 3 * saliency[seen == 0].mean()  # it rests on ink
+    assert [len(why["nearest"]), len(why["nearest_runner_up"])] == [2, 2]
+    assert (
+        "explanation"
+        not in httpx.post(
+            f"{live_server}/api/predict", content=png, headers={"content-type": "image/png"}
+        ).json()
+    )
+
+
+def test_a_profile_s_adapted_model_answers_for_it_and_the_served_one_for_others(live_server, digits):
+    from .test_profiles import _install_served_model
+
+    images, _ = digits
+    png = {"content": _dark_on_white_png(images[0]), "headers": {"content-type": "image/png"}}
+    served = httpx.get(f"{live_server}/healthz").json()["model"]
+    assert httpx.post(f"{live_server}/api/predict?profile=fresh", **png).json()["model"] == served
+    _install_served_model("fresh")
+    assert httpx.post(f"{live_server}/api/predict?profile=fresh", **png).json()["model"] == "profile:fresh"
+
+
+def test_corrections_survive_kill_9_of_the_server(tmp_path, digits):
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from digitrec.corrections import CorrectionStore
+
+    images, _ = digits
+    env = {**os.environ, "DIGITREC_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "digitrec", "serve", "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    acknowledged: list[int] = []
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 60)
+        assert ready, "digitrec serve printed nothing in 60 s"
+        url = server.stdout.readline().split(" on ")[1].split()[0]
+
+        def correct() -> None:
+            with httpx.Client(base_url=url, timeout=10) as client:
+                for i in range(10_000):
+                    correction = {"image": images[i % 200].tolist(), "label": i % 10, "profile": "k"}
+                    try:
+                        acknowledged.append(client.post("/api/feedback", json=correction).json()["id"])
+                    except httpx.HTTPError:
+                        return  # the server is gone
+
+        writer = threading.Thread(target=correct)
+        writer.start()
+        while len(acknowledged) < 15:
+            time.sleep(0.01)
+        server.send_signal(signal.SIGKILL)
+        writer.join(timeout=30)
+    finally:
+        server.kill()
+        server.communicate()
+    store = CorrectionStore(tmp_path / "corrections.sqlite3")  # checks the file whole as it opens
+    assert store.count("k") >= len(acknowledged) >= 15

@@ -18,8 +18,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from digitrec.corrections import checked_profile
 from digitrec.errors import ModelError, did_you_mean
-from digitrec.files import atomic_path, atomic_write_text, sha256_of
+from digitrec.files import atomic_path, atomic_write_text, sha256_of, user_data_dir
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -32,6 +33,12 @@ BUNDLED = {
     "robust": "robust",  # fine-tuned on restyled digits and non-digits; see its model card
 }
 MODEL_FORMS = "a model directory, a .keras or .tflite file, a SavedModel directory"
+PROFILE_PREFIX = "profile:"  # `profile:NAME`: the model adapted to NAME's handwriting
+
+
+def profile_model_dir(profile: str) -> Path:
+    """Where `digitrec adapt --profile NAME` keeps the model adapted to NAME's corrections."""
+    return user_data_dir() / "profiles" / profile
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
@@ -39,6 +46,15 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.exists():
         return _model_form(path)
+    if str(name_or_path).startswith(PROFILE_PREFIX):
+        profile = str(name_or_path).removeprefix(PROFILE_PREFIX)
+        adapted = profile_model_dir(checked_profile(profile))
+        if not (adapted / MODEL_FILE).is_file():
+            raise ModelError(
+                f"no model adapted to profile {profile!r} yet; correct some readings, then run "
+                f"digitrec adapt --profile {profile}"
+            )
+        return adapted
     if str(name_or_path) in BUNDLED:
         bundled = PRETRAINED_DIR / BUNDLED[str(name_or_path)]
         if (bundled / MODEL_FILE).is_file() or (bundled.suffix == ".tflite" and bundled.is_file()):

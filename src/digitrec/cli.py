@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from digitrec.artifact import resolve_model_path
 from digitrec.cli_parser import build_parser
-from digitrec.errors import DigitrecError, user_message
+from digitrec.errors import ConfigError, DigitrecError, user_message
 from digitrec.files import silenced_stderr
 
 
@@ -82,6 +82,8 @@ def _show(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from digitrec.preprocess import check_image_files, limit_pillow_pixels
 
+    if args.correct is not None and (len(args.paths) != 1 or args.paths[0].is_dir() or args.multi):
+        raise ConfigError("--correct DIGIT corrects the reading of one image of one digit: pass one file")
     limit_pillow_pixels()  # the command owns its process: Pillow's bomb limit becomes digitrec's
     resolve_model_path(args.model)  # a wrong model is said first; then files by their headers alone
     files, refused = check_image_files(args.paths)
@@ -94,7 +96,61 @@ def _predict(args: argparse.Namespace) -> int:
             print(json.dumps({"path": str(path), **answer.to_dict(args.top_k, whole=False)}))
         else:
             print(f"{_printable(str(path))}: {answer.describe(args.top_k)}")
+        if args.correct is not None and not isinstance(answer, DigitrecError):
+            _keep_correction(args, answer)
     return 2 if failures else 0
+
+
+def _keep_correction(args: argparse.Namespace, answer) -> None:
+    from digitrec.corrections import CorrectionStore
+
+    store = CorrectionStore()
+    store.add(args.profile, answer.image, args.correct, predicted=answer.digit, source="cli")
+    note = f"kept as a correction to profile {args.profile!r} ({store.count(args.profile)} in all)"
+    print(f"digitrec: {note}; digitrec adapt --profile {args.profile} learns from them", file=sys.stderr)
+
+
+def _adapt(args: argparse.Namespace) -> None:
+    from digitrec.adaptation import AdaptConfig
+    from digitrec.profiles import adapt_profile
+
+    config = AdaptConfig() if args.max_steps is None else AdaptConfig(max_steps=args.max_steps)
+    stream = sys.stderr if args.json else sys.stdout
+    log = lambda line: print(line, file=stream, flush=True)  # noqa: E731
+    options = {"base": args.model, "examples_dir": args.examples, "out": args.out, "config": config}
+    result = adapt_profile(args.profile, **options, log=log)
+    use = f"\nuse it: --model {args.out or f'profile:{args.profile}'}"
+    _report(args, result.to_dict(), result.describe() + use)
+
+
+def _corrections(args: argparse.Namespace) -> None:
+    from digitrec.corrections import CorrectionStore
+
+    store = CorrectionStore()
+    if (args.export or args.forget) and not args.profile:
+        raise ConfigError("--export and --forget need --profile NAME")
+    if args.export:
+        count = store.export(args.profile, args.export, args.format)
+        _report(
+            args,
+            {"profile": args.profile, "exported": count, "out": str(args.export)},
+            f"wrote {count} corrections of {args.profile!r} to {args.export} ({args.format})",
+        )
+    elif args.forget:
+        count = store.delete(args.profile)
+        _report(
+            args,
+            {"profile": args.profile, "deleted": count},
+            f"forgot {count} corrections of {args.profile!r}",
+        )
+    else:
+        profiles = store.profiles() if not args.profile else {args.profile: store.count(args.profile)}
+        lines = [f"{name}: {count} corrections" for name, count in profiles.items()]
+        _report(
+            args,
+            {"store": str(store.path), "profiles": profiles},
+            "\n".join(lines or [f"no corrections yet in {store.path}"]),
+        )
 
 
 def _recognizer(args: argparse.Namespace, model: str | None = None):
@@ -129,10 +185,14 @@ def _report(args: argparse.Namespace, figures: dict, text: str) -> None:
 
 def _import_keras_quietly(args: argparse.Namespace) -> None:
     """Refuse a wrong model name or path; then import Keras (and so TensorFlow) without its oneDNN
-    and CPU-feature notices (--debug shows them). `show` and LiteRT models never need it."""
+    and CPU-feature notices (--debug shows them). `show`, `corrections` and LiteRT models never need it."""
     given = [*(getattr(args, "models", None) or []), *(getattr(args, k, None) for k in ("model", "teacher"))]
     models = [resolve_model_path(m) for m in given if m]
-    if args.debug or args.command == "show" or (models and all(m.suffix == ".tflite" for m in models)):
+    if (
+        args.debug
+        or args.command in ("show", "corrections")
+        or (models and all(m.suffix == ".tflite" for m in models))
+    ):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with silenced_stderr():

@@ -92,6 +92,33 @@ def _add_other_commands(commands) -> None:
     predict.add_argument("--top-k", type=int, choices=range(1, 11), metavar="K", help="and the K likeliest")
     predict.add_argument("--multi", action="store_true", help="read several digits: a number")
     predict.add_argument("--json", action="store_true", help="one JSON object per image per line")
+    correct_help = "the right digit: keep this reading as a correction that adapt learns from"
+    predict.add_argument("--correct", type=int, choices=range(10), metavar="DIGIT", help=correct_help)
+    _add_profile_flag(predict)
+
+    adapt = commands.add_parser(
+        "adapt", help="adapt a model to a profile's handwriting, from its corrections"
+    )
+    _add_profile_flag(adapt)
+    examples_help = "more examples: sub-folders 0-9 of images, or images and a labels.csv of file,label"
+    adapt.add_argument("--examples", type=Path, metavar="DIR", help=examples_help)
+    adapt.add_argument("--model", default="default", help="the Keras model to adapt (default: default)")
+    out_help = "the adapted model's directory (default: where --model profile:NAME finds it)"
+    adapt.add_argument("--out", type=Path, metavar="DIR", help=out_help)
+    steps_help = "at most this many training steps (default: 300; fewer is quicker, and learns less)"
+    adapt.add_argument("--max-steps", type=int, metavar="N", help=steps_help)
+    adapt.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    corrections = commands.add_parser("corrections", help="list, export or forget the corrections kept")
+    corrections.add_argument("--profile", help="one profile (default: list them all)")
+    corrections.add_argument(
+        "--export", type=Path, metavar="DIR", help="write the profile's corrections to DIR"
+    )
+    corrections.add_argument(
+        "--format", default="png", choices=["png", "idx"], help="png + labels.csv, or idx"
+    )
+    corrections.add_argument("--forget", action="store_true", help="delete the profile's corrections")
+    corrections.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     export = commands.add_parser("export", help="export a model: keras, savedmodel, tflite, tflite-int8")
     export.add_argument("--model", default="default", help=MODEL_HELP)
@@ -106,6 +133,12 @@ def _add_other_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=8000, help="8000 (default); 0 takes any free port")
     hosts_help = "a Host header to answer (repeatable; default: the --host name, any for 0.0.0.0; * for any)"
     serve.add_argument("--allowed-host", action="append", metavar="NAME", help=hosts_help)
+
+
+def _add_profile_flag(command) -> None:
+    command.add_argument(
+        "--profile", default="me", help="whose handwriting: a name of your choosing (default: me)"
+    )
 
 
 def _add_model_flags(command, default: str = "default") -> None:

@@ -12,6 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def user_data_dir() -> Path:
+    """Where digitrec keeps what a user makes (corrections, adapted models): $DIGITREC_HOME, else
+    $XDG_DATA_HOME/digitrec, else ~/.local/share/digitrec."""
+    if home := os.environ.get("DIGITREC_HOME"):
+        return Path(home)
+    if xdg := os.environ.get("XDG_DATA_HOME"):
+        return Path(xdg) / "digitrec"
+    return Path.home() / ".local" / "share" / "digitrec"
+
+
 def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
     """The hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()

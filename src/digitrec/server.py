@@ -2,7 +2,9 @@
 
     digitrec serve --port 8000      # the bundled model on LiteRT int8; then open http://127.0.0.1:8000/
 
-Routes: `/` the page, `POST /api/predict` an image, `POST /v1/models/digitrec:predict` TF
+Routes: `/` the page, `POST /api/predict` an image (`?profile=NAME` reads it with the model
+adapted to NAME, `?explain=1` says why), `POST /api/feedback` a correction to learn from (every
+`adapt_every` corrections of a profile adapt a model to it in the background), `POST /v1/models/digitrec:predict` TF
 Serving's REST shape, `GET /v1/models/digitrec` its status, `/healthz`, `/metrics`
 (Prometheus), `/docs` and `/redoc` (OpenAPI, from the package's own files). Every rejection is
 a 4xx (429 when too much work waits) with `{"error": "..."}`.
@@ -33,6 +35,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -44,9 +47,12 @@ from digitrec.artifact import BUNDLED, PRETRAINED_DIR
 from digitrec.backends import LiteRTBackend
 from digitrec.batching import Busy, MicroBatcher, WorkPool, inline
 from digitrec.contract import IMAGE_SHAPE, check_images
-from digitrec.errors import ConfigError, ImageError, InputError
+from digitrec.corrections import CorrectionStore, checked_profile
+from digitrec.errors import ConfigError, DataError, ImageError, InputError
+from digitrec.explain import explain
 from digitrec.preprocess import limit_pillow_pixels, open_image
-from digitrec.recognizer import Prepared, Recognizer, digits_of
+from digitrec.profiles import BackgroundAdaptation, ProfileModels
+from digitrec.recognizer import Prediction, Prepared, Recognizer, digits_of
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("digitrec.serve")
@@ -74,6 +80,8 @@ class ServeConfig:
     header_timeout_s: float = 5.0  # from connection (or last response) to complete headers
     keep_alive_s: float = 5.0
     max_connections: int = 256  # beyond it, requests are answered 503
+    adapt_every: int = 20  # corrections of a profile between adaptations to it; 0: never
+    adapt_base: str = "default"  # the Keras model adaptations start from
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -81,6 +89,10 @@ class ServeConfig:
         for name in ("request_timeout_s", "header_timeout_s", "keep_alive_s", "max_connections"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+# Numbers only: "0.5" and true are refused, as are NaN and infinity.
+Pixel = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class PredictResponse(BaseModel):
@@ -93,10 +105,25 @@ class PredictResponse(BaseModel):
     image: list[list[float]]  # the 28×28 the model saw, white ink on black
     number: str | None = None
     digits: list["PredictResponse"] | None = None
+    model: str | None = None  # the model that answered: the server's, or profile:NAME
+    explanation: dict | None = None  # with ?explain=1: saliency, runner-up, training digits like it
 
 
-# Numbers only: "0.5" and true are refused, as are NaN and infinity.
-Pixel = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+class Correction(BaseModel):
+    """A correction as JSON: the 28×28 the model saw (white on black) and the digit it shows."""
+
+    image: list[list[Pixel]]
+    label: int = Field(ge=0, le=9)
+    profile: str = "me"
+    predicted: int | None = Field(None, ge=0, le=9)
+    source: str = "api"
+
+
+class FeedbackResponse(BaseModel):
+    id: int  # the correction's, once it is on disk
+    profile: str
+    corrections: int  # the profile's, this one included
+    adapting: bool  # an adaptation to the profile is under way
 
 
 class ServingRequest(BaseModel):
@@ -233,6 +260,8 @@ def _lifespan(recognizer: Recognizer, config: ServeConfig):
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.work = WorkPool(config.work_threads, config.work_memory_bytes, config.max_waiting)
+        app.state.adaptation = BackgroundAdaptation(config.adapt_base, config.adapt_every)
+        app.state.recognizer = recognizer
         batcher = None
         if keras_model:
             batcher = MicroBatcher(recognizer.predict_proba, config.max_batch, config.batch_window_s)
@@ -243,13 +272,20 @@ def _lifespan(recognizer: Recognizer, config: ServeConfig):
         if batcher:
             batcher.close()
         app.state.work.close()
+        app.state.adaptation.close()
 
     return lifespan
 
 
-def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> FastAPI:
-    """The FastAPI application serving `recognizer`; tests pass a small real one."""
+def create_app(
+    recognizer: Recognizer, config: ServeConfig = ServeConfig(), store: CorrectionStore | None = None
+) -> FastAPI:
+    """The FastAPI application serving `recognizer`, keeping corrections in `store` (default: the
+    user's; opened here, so a damaged one stops the server before it starts); tests pass small real ones."""
     limit_pillow_pixels()
+    store = store or CorrectionStore()
+    adapted = ProfileModels()
+    name = model_name(recognizer)
     registry = CollectorRegistry()
     requests, latency = _request_metrics(registry)
     app = FastAPI(
@@ -263,13 +299,48 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> F
     app.add_middleware(_Guard, config=config, requests=requests, latency=latency)
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    _add_page_routes(app, registry, model_name(recognizer))
+    _add_page_routes(app, registry, name)
 
     @app.post("/api/predict", response_model=PredictResponse, openapi_extra=_IMAGE_BODY)
-    async def predict(request: Request, multi: bool = Query(False, description="read a number")) -> Response:
+    async def predict(
+        request: Request,
+        multi: bool = Query(False, description="read a number"),
+        profile: str | None = Query(None, description="read with the model adapted to this profile, if any"),
+        explain: bool = Query(False, description="say why: saliency map, runner-up, training digits like it"),
+    ) -> Response:
+        own = adapted.get(checked_profile(profile)) if profile else None
         data = await _image_bytes(app, config, request)
         prepared = await _prepare(app, recognizer, config, data, multi)
-        return _json(await _answer(app, recognizer, prepared))
+        answer = await _answer(app, own or recognizer, prepared)
+        record = _response(answer) | {"model": f"profile:{profile}" if own else name}
+        if explain:
+            await app.state.work.run(0, _add_explanations, own or recognizer, answer, record)
+        return _json(record)
+
+    @app.post("/api/feedback", response_model=FeedbackResponse, openapi_extra=_FEEDBACK_BODY)
+    async def feedback(
+        request: Request,
+        label: int | None = Query(None, ge=0, le=9, description="the right digit, for an image body"),
+        profile: str = Query("me", description="whose handwriting this is"),
+    ) -> Response:
+        """A correction: the right digit of an image, kept to adapt a model to the writer's hand."""
+        if request.headers.get("content-type", "").lower().startswith("application/json"):
+            body = await request.body()
+            correction = await _off_loop_if_large(app, config, len(body), _correction, body)
+        else:
+            if label is None:
+                raise InputError("say the right digit: POST /api/feedback?label=D with the image")
+            prepared = await _prepare(
+                app, recognizer, config, await _image_bytes(app, config, request), False
+            )
+            answer = await _answer(app, recognizer, prepared)
+            image = prepared.whole.image
+            correction = Correction.model_construct(
+                image=image, label=label, profile=profile, predicted=answer.digit
+            )
+        kept = await asyncio.to_thread(_keep, store, correction)  # on disk before the answer
+        adapting = app.state.adaptation.corrected(correction.profile, kept["corrections"])
+        return _json(kept | {"adapting": adapting})
 
     @app.post("/v1/models/digitrec:predict", response_model=ServingResponse, openapi_extra=_SERVING_BODY)
     async def serving_predict(request: Request) -> Response:
@@ -335,26 +406,29 @@ def model_name(recognizer: Recognizer) -> str:
 _KNOWN_ROUTES = {
     "/",
     "/api/predict",
+    "/api/feedback",
     "/v1/models/digitrec:predict",
     "/v1/models/digitrec",
     "/healthz",
     "/metrics",
 }
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp", "image/tiff")
-_IMAGE_BODY = {
+_IMAGE_CONTENT: dict[str, Any] = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["image"],
+            "properties": {"image": {"type": "string", "format": "binary"}},
+        }
+    },
+    **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in _IMAGE_TYPES},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}
+_IMAGE_BODY = {"requestBody": {"required": True, "content": _IMAGE_CONTENT}}
+_FEEDBACK_BODY = {  # the 28×28 as JSON, or an image with ?label=D
     "requestBody": {
         "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {"image": {"type": "string", "format": "binary"}},
-                }
-            },
-            **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in _IMAGE_TYPES},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
+        "content": {"application/json": {"schema": Correction.model_json_schema()}, **_IMAGE_CONTENT},
     }
 }
 _SERVING_BODY = {
@@ -440,10 +514,40 @@ async def _off_loop_if_large(app: FastAPI, config: ServeConfig, size: int, funct
     return await app.state.work.run(size * BYTES_PER_JSON_BYTE, function, *args)
 
 
-async def _answer(app: FastAPI, recognizer: Recognizer, prepared: Prepared) -> dict:
-    probs = await app.state.infer(np.stack([d.image for d in digits_of([prepared])]))
+async def _answer(app: FastAPI, recognizer: Recognizer, prepared: Prepared) -> Prediction:
+    """The answer of the served model (through its batcher), or of a profile's adapted one."""
+    images = np.stack([d.image for d in digits_of([prepared])])
+    is_served = recognizer is app.state.recognizer
+    probs = await app.state.infer(images) if is_served else recognizer.predict_proba(images)
     [answer] = recognizer.answer([prepared], probs)
-    return _response(answer)
+    return answer
+
+
+def _add_explanations(recognizer: Recognizer, answer: Prediction, record: dict) -> None:
+    """Why each digit read as it did, into `record` beside its answer; on the pool (~20 ms each)."""
+    image = answer.image
+    record["explanation"] = (
+        None if image is None or answer.reason == "no ink" else explain(recognizer, image).to_dict()
+    )
+    for digit, digit_record in zip(answer.digits or [], record["digits"] or [], strict=True):
+        _add_explanations(recognizer, digit, digit_record)
+
+
+def _correction(body: bytes) -> Correction:
+    try:
+        correction = Correction.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("body", *first.get("loc", ())))
+        raise InputError(f"invalid correction: {where}: {first.get('msg', 'malformed')}") from None
+    return correction
+
+
+def _keep(store: CorrectionStore, correction: Correction) -> dict:
+    source = correction.source
+    image = check_images(np.asarray(correction.image, np.float32)[None])[0]
+    id_ = store.add(correction.profile, image, correction.label, correction.predicted, source)
+    return {"id": id_, "profile": correction.profile, "corrections": store.count(correction.profile)}
 
 
 def _response(answer) -> dict:
@@ -486,13 +590,19 @@ def _error(status: int, message: str, close: bool = False) -> JSONResponse:
 
 def _install_error_handlers(app: FastAPI) -> None:
     # Each error digitrec raises on purpose, and the status that answers it.
-    statuses = {ImageError: 400, ConfigError: 422, InputError: 422, Busy: 429}
+    statuses = {ImageError: 400, ConfigError: 422, InputError: 422, Busy: 429, DataError: 503}
 
     async def refused(request: Request, exc: Exception) -> JSONResponse:
         return _error(next(code for kind, code in statuses.items() if isinstance(exc, kind)), str(exc))
 
     for kind in statuses:
         app.add_exception_handler(kind, refused)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, f"invalid request: {where}: {first.get('msg', 'malformed')}"[:300])
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

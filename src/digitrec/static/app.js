@@ -5,11 +5,19 @@
 // POST /api/predict; an uploaded photo is sent as its own bytes. Predictions run while drawing,
 // 150 ms after the last move and at once on pointerup, with never more than one request in
 // flight: a change made meanwhile is predicted when that request returns.
+//
+// Each answer comes with why (?explain=1): the ink it rests on and training digits like it. The
+// buttons under it send the digit shown, as the model saw it, with its right label to
+// POST /api/feedback, kept for the profile named; predictions use that profile's adapted model
+// once the server has made one.
 "use strict";
 
 const DEBOUNCE_MS = 150;
 const SIDE = 280; // the pad's size in drawing units, and the PNG's in pixels whatever the screen
 const PREDICT_URL = "/api/predict";
+const FEEDBACK_URL = "/api/feedback";
+const PROFILE_KEY = "digitrec.profile";
+const WARM = [255, 120, 0]; // the saliency's colour over the grey digit
 const INK = "#111";
 const PAPER = "#fff";
 const EMPTY_MESSAGE = "Draw a digit (0–9) in the box, or upload a photo.";
@@ -32,6 +40,15 @@ const numberRow = $("number-row");
 const numberText = $("number");
 const chips = $("chips");
 const undoButton = $("undo");
+const why = $("why");
+const saliencyCanvas = $("saliency");
+const nearest = $("nearest");
+const nearestCaption = $("nearest-caption");
+const teach = $("teach");
+const rightButton = $("right");
+const fix = $("fix");
+const profileInput = $("profile");
+const taught = $("taught");
 
 const input = {
   strokes: [], // each a list of [x, y] in drawing units, 0..SIDE
@@ -50,6 +67,7 @@ const requests = {
 
 let answer = null; // the answer on screen
 let selected = 0; // which digit of a multi-digit answer the bars describe
+let shown = null; // the prediction the bars, the explanation and the buttons are about
 
 // ---- drawing -------------------------------------------------------------------------------
 
@@ -276,12 +294,20 @@ function currentImage() {
   return { blob: new Blob([bytes], { type: "image/png" }), name: "drawing.png" };
 }
 
+function predictUrl(several) {
+  const query = new URLSearchParams({ explain: "1" });
+  if (several) query.set("multi", "1");
+  const profile = profileInput.value.trim();
+  if (profile) query.set("profile", profile);
+  return `${PREDICT_URL}?${query}`;
+}
+
 async function postImage({ blob, name }, several) {
   const form = new FormData();
   form.append("image", blob, name);
   let response;
   try {
-    response = await fetch(PREDICT_URL + (several ? "?multi=1" : ""), { method: "POST", body: form });
+    response = await fetch(predictUrl(several), { method: "POST", body: form });
   } catch (error) {
     throw new Error(`Could not reach the server (${error.message}). Is it still running?`);
   }
@@ -322,6 +348,9 @@ function showError(message) {
 
 function resetResult() {
   answer = null;
+  shown = null;
+  why.hidden = true;
+  teach.hidden = true;
   digitText.textContent = "";
   digitText.classList.remove("uncertain");
   confidenceText.textContent = "";
@@ -382,6 +411,11 @@ function showDigit(prediction) {
     setBar(bars.querySelector(`[data-digit="${digit}"]`), p, !noInk && digit === prediction.digit);
   });
   drawSeen(prediction.image);
+  shown = noInk ? null : prediction;
+  teach.hidden = noInk;
+  rightButton.textContent = `Right: ${prediction.digit}`;
+  taught.textContent = "";
+  drawWhy(noInk ? null : prediction);
 }
 
 function setBar(bar, probability, top) {
@@ -402,6 +436,89 @@ function drawSeen(image) {
   }
   context.putImageData(pixels, 0, 0);
 }
+
+// The saliency over the digit, as `digitrec.explain.overlay_png` draws it, and training digits
+// most like it: two of the answer, two of the runner-up (orange frames).
+function drawWhy(prediction) {
+  const explanation = prediction && prediction.explanation;
+  why.hidden = !explanation;
+  if (!explanation) return;
+  const context = saliencyCanvas.getContext("2d");
+  const pixels = context.createImageData(28, 28);
+  for (let y = 0; y < 28; y++) {
+    for (let x = 0; x < 28; x++) {
+      const grey = Math.min(Math.max(prediction.image[y][x], 0), 1) * 255;
+      const alpha = explanation.saliency[y][x] * 0.8;
+      const rgb = WARM.map((warm) => Math.round(grey * (1 - alpha) + warm * alpha));
+      pixels.data.set([...rgb, 255], (y * 28 + x) * 4);
+    }
+  }
+  context.putImageData(pixels, 0, 0);
+  const examples = [
+    ...explanation.nearest.map((e) => [e, "answer"]),
+    ...explanation.nearest_runner_up.map((e) => [e, "runner-up"]),
+  ];
+  nearest.replaceChildren(
+    ...examples.map(([example, kind]) => {
+      const canvas = Object.assign(document.createElement("canvas"), { width: 28, height: 28, className: kind });
+      const image = canvas.getContext("2d").createImageData(28, 28);
+      example.pixels.flat().forEach((value, i) => image.data.set([value, value, value, 255], i * 4));
+      canvas.getContext("2d").putImageData(image, 0, 0);
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", `a training ${kind === "answer" ? explanation.digit : explanation.runner_up}`);
+      return canvas;
+    }),
+  );
+  nearestCaption.textContent =
+    `Training digits most like it: ${explanation.digit}s, and ${explanation.runner_up}s ` +
+    "(orange frames), its second guess.";
+}
+
+// ---- corrections -----------------------------------------------------------------------------
+
+async function sendCorrection(label) {
+  const prediction = shown;
+  if (!prediction) return;
+  const profile = profileInput.value.trim() || "me";
+  taught.dataset.state = "busy";
+  taught.textContent = "Saving…";
+  try {
+    const body = JSON.stringify({
+      image: prediction.image,
+      label,
+      profile,
+      predicted: prediction.digit,
+      source: "page",
+    });
+    const response = await fetch(FEEDBACK_URL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body,
+    });
+    const kept = await response.json().catch(() => null);
+    if (!response.ok) throw new Error((kept && kept.error) || `HTTP ${response.status}`);
+    const what = label === prediction.digit ? `Kept as a right ${label}` : `Kept: it is ${withArticle(label)}`;
+    const learning = kept.adapting ? " Learning your handwriting in the background…" : "";
+    taught.textContent = `${what}, for profile “${kept.profile}” (${kept.corrections} so far).${learning}`;
+    taught.dataset.state = "done";
+  } catch (error) {
+    taught.textContent = `Not saved: ${error.message}`;
+    taught.dataset.state = "error";
+  }
+}
+
+for (let digit = 0; digit <= 9; digit++) {
+  const button = Object.assign(document.createElement("button"), { type: "button", textContent: String(digit) });
+  button.setAttribute("aria-label", `It is ${withArticle(digit)}`);
+  button.addEventListener("click", () => sendCorrection(digit));
+  fix.append(button);
+}
+rightButton.addEventListener("click", () => shown && sendCorrection(shown.digit));
+profileInput.value = localStorage.getItem(PROFILE_KEY) || "me";
+profileInput.addEventListener("change", () => {
+  localStorage.setItem(PROFILE_KEY, profileInput.value.trim());
+  replaced({ now: true }); // read again with this profile's model
+});
 
 function renderChips() {
   const digits = answer && answer.digits;
