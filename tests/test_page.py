@@ -337,3 +337,36 @@ def test_the_page_with_a_long_number_read_never_scrolls_sideways(browser, live_s
     page.screenshot(path=ARTIFACTS / f"page-{width}.png", full_page=True, animations="disabled")
     page.context.close()
     assert log["errors"] == [], "the page's script raised"
+
+
+def _teach(page: Page, profile: str) -> None:
+    """Name the profile, draw a 7, and say it is a 1."""
+    page.fill("#profile", profile)
+    page.dispatch_event("#profile", "change")
+    draw(page, SEVEN)
+    wait_for_answer(page)
+    expect(page.locator("#why")).to_be_visible()
+    assert ink_pixels(page, "#saliency") > 20, "the saliency map is not drawn"
+    expect(page.locator("#nearest canvas")).to_have_count(4)
+    page.get_by_role("button", name="It is a 1").click()
+    expect(page.locator("#taught")).to_have_text(f"Kept: it is a 1, for profile “{profile}” (1 so far).")
+
+
+def test_the_page_shows_why_and_keeps_a_correction_for_the_profile_named(page):
+    from digitrec.corrections import CorrectionStore
+
+    _teach(page, "page-writer")
+    images, labels = CorrectionStore().examples("page-writer")
+    assert labels.tolist() == [1] and images[0].max() > 200, "the digit as the model saw it"
+    page.get_by_role("button", name="Right: 7").click()
+    expect(page.locator("#taught")).to_have_text("Kept as a right 7, for profile “page-writer” (2 so far).")
+    page.reload()
+    expect(page.locator("#profile")).to_have_value("page-writer")
+
+
+def test_on_a_phone_the_explanation_and_the_correction_buttons_fit(phone):
+    _teach(phone, "phone-writer")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 360, "the page is wider than a phone"
+    for selector in ("#saliency", "#fix button >> nth=9", "#right", "#profile"):
+        box = phone.locator(selector).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 360, selector

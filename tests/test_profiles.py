@@ -1,5 +1,6 @@
 """Profiles: adapting to a writer's corrections, and the adapted models a server runs."""
 
+import os
 import shutil
 import time
 
@@ -55,12 +56,25 @@ def test_the_server_s_profile_models_load_once_and_again_when_replaced():
     _install_served_model("served")
     first = models.get("served")
     assert first is not None and models.get("served") is first
-    path = serving_model("served")
+    sidecar = serving_model("served").with_name(SERVING_FILE + ".json")
     later = time.time() + 5
-    import os
-
-    os.utime(path, (later, later))
+    os.utime(sidecar, (later, later))
     assert models.get("served") is not first
+
+
+def test_a_model_file_without_its_sidecar_or_not_matching_it_is_not_served():
+    models = ProfileModels()
+    _install_served_model("half")
+    sidecar = profile_model_dir("half") / (SERVING_FILE + ".json")
+    sidecar.unlink()  # an export still under way
+    assert serving_model("half") is None and models.get("half") is None
+    _install_served_model("half")
+    served = models.get("half")
+    with open(profile_model_dir("half") / SERVING_FILE, "ab") as model:
+        model.write(b"new weights, not yet measured")
+    later = time.time() + 5
+    os.utime(sidecar, (later, later))
+    assert models.get("half") is served, "the model before serves until the new one is whole"
 
 
 def test_background_adaptation_starts_every_n_corrections_one_at_a_time_and_stops(tmp_path):

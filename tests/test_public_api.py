@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from digitrec.data import load_dataset, scale
@@ -55,6 +56,12 @@ def readme_folder(tmp_path_factory) -> Path:
     )
     (folder / "scans").mkdir()
     (folder / "scans" / "five.jpg").write_bytes(render_photo(digits[5], PhotoStyle()))
+    mnist = load_dataset("mnist", MNIST_DIR)  # a writer's own digits, three of each, as photos
+    for digit in range(10):
+        (folder / "my-digits" / str(digit)).mkdir(parents=True)
+        for i in np.flatnonzero(mnist.test_labels[100:] == digit)[:3]:
+            photo = render_photo(scale(mnist.test_images[100 + i]), PhotoStyle(jpeg_quality=None))
+            (folder / "my-digits" / str(digit) / f"{i}.png").write_bytes(photo)
     return folder
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from digitrec.cli import main
 from digitrec.metrics import calibration, mcnemar, wilson_interval
-from digitrec.report import confused_pairs, mistakes
+from digitrec.report import EXPLAINED_MISTAKES, confused_pairs, mistakes
 
 from .conftest import ARTIFACTS, MNIST_DIR
 
@@ -44,6 +44,7 @@ def test_the_report_shows_the_same_numbers_as_json(report):
     assert cells == [count for row in figures["confusion"] for count in row]
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == figures["accuracy"]
     assert page.count('alt="') - page.count('class="digit"') == 4  # + the training curves
+    assert "in orange, the ink whose hiding lowers the answer's log-odds most" in page
     assert 'src="http' not in page
     for name in ("confusion.png", "errors.png", "reliability.png"):
         width, height = _is_png(out / name)
@@ -64,11 +65,13 @@ def test_the_report_lists_every_mistake_worst_first_with_its_top_two(report):
     figures, out = report
     markup = _text_of(out / "report.html", "mistakes", "</table>", raw=True)
     rows = [re.findall(r"<td>(.*?)</td>", row) for row in markup.split("<tr>")[2:]]
-    assert len(rows) == figures["errors"] and all(len(cells) == 6 for cells in rows)
+    assert len(rows) == figures["errors"] and all(len(cells) == 7 for cells in rows)
     with_image = ["<img" in cells[1] for cells in rows]
     assert all(with_image[:500]) and sum(with_image) <= 500 + 6 * 8  # and the confused pairs' examples
-    guesses = [[re.fullmatch(r"(\d) \((\S+)\)", cell).groups() for cell in cells[3:5]] for cells in rows]
-    assert all(true != first for (_, _, true, *_), ((first, _), _) in zip(rows, guesses, strict=True))
+    explained = ["<img" in cells[2] for cells in rows]
+    assert explained == [i < min(EXPLAINED_MISTAKES, len(rows)) for i in range(len(rows))]
+    guesses = [[re.fullmatch(r"(\d) \((\S+)\)", cell).groups() for cell in cells[4:6]] for cells in rows]
+    assert all(true != first for (_, _, _, true, *_), ((first, _), _) in zip(rows, guesses, strict=True))
     assert all(float(p1) >= float(p2) for (_, p1), (_, p2) in guesses)
     worst_first = [float(p1) for (_, p1), _ in guesses]
     assert worst_first == sorted(worst_first, reverse=True)

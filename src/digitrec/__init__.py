@@ -1,9 +1,11 @@
 """digitrec: handwritten digit recognition on TensorFlow/Keras 3.
 
-    from digitrec import Recognizer, recipe, train, evaluate, export
+    from digitrec import Recognizer, recipe, train, evaluate, export, explain, adapt_profile
     [answer] = Recognizer.load("default").predict(["photo.jpg"])
     result = train(recipe("fast"), "runs/fast")
     evaluate(result.model_dir)["accuracy"]
+    explain(Recognizer.load("default"), answer.image).saliency   # why it read that
+    adapt_profile("ada")                         # learn ada's hand from her corrections
 
 `import digitrec` is light: TensorFlow loads only when a name that needs it is first used, and
 never for a `.tflite` model. The errors digitrec raises on purpose are drawn in `digitrec.errors`.
@@ -23,6 +25,8 @@ _LAZY = {
     "train": "digitrec.training",
     "evaluate": "digitrec.evaluation",
     "export": "digitrec.exporter",
+    "explain": "digitrec.explanation",
+    "adapt_profile": "digitrec.profiles",
     "DigitrecError": "digitrec.errors",
     "ConfigError": "digitrec.errors",
     "DataError": "digitrec.errors",
@@ -40,8 +44,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from digitrec.errors import InputError as InputError
     from digitrec.errors import ModelError as ModelError
     from digitrec.evaluation import evaluate as evaluate
+    from digitrec.explanation import explain as explain
     from digitrec.exporter import export as export
     from digitrec.fitting import TrainResult as TrainResult
+    from digitrec.profiles import adapt_profile as adapt_profile
     from digitrec.recipes import TrainConfig as TrainConfig
     from digitrec.recipes import recipe as recipe
     from digitrec.recognizer import Prediction as Prediction

@@ -49,12 +49,17 @@ def evaluate(
 
 
 def _report(loaded: Recognizer, figures: dict, images, labels, probs, report_dir: Path) -> None:
-    """The report of `digitrec.report`, with the training curves where the model has a history."""
-    from digitrec.report import write_report
+    """The report of `digitrec.report`, with the training curves where the model has a history
+    and, for the most confident mistakes, the ink each answer rests on."""
+    from digitrec.explanation import overlay_png, saliency
+    from digitrec.report import EXPLAINED_MISTAKES, mistakes, write_report
 
     history = loaded.path / "history.json" if loaded.path else None  # beneath a .tflite file: not there
     history = history if history and history.is_file() else None
-    write_report(figures, images, labels, probs, report_dir, history=history, metadata=loaded.metadata)
+    worst = [m["index"] for m in mistakes(labels, probs)[:EXPLAINED_MISTAKES]]
+    why = {i: overlay_png(images[i], saliency(loaded, images[i]), scale_px=1) for i in worst}
+    metadata = loaded.metadata
+    write_report(figures, images, labels, probs, report_dir, history=history, metadata=metadata, why=why)
 
 
 def calibrate(model: str | Path, data_dir: Path | str | None = None) -> float:

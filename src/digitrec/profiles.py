@@ -21,6 +21,7 @@ import numpy as np
 from digitrec.adaptation import MIN_EXAMPLES, AdaptConfig, AdaptResult, adapt
 from digitrec.artifact import profile_model_dir
 from digitrec.corrections import CorrectionStore, read_examples
+from digitrec.errors import ModelError
 from digitrec.exporter import export
 from digitrec.recognizer import Recognizer
 
@@ -35,7 +36,7 @@ def adapt_profile(
     examples_dir: Path | None = None,
     out: Path | None = None,
     store: CorrectionStore | None = None,
-    config: AdaptConfig = AdaptConfig(),  # frozen: one shared default is safe
+    config: AdaptConfig | None = None,
     log: Callable[[str], None] = print,
 ) -> AdaptResult:
     """Adapt `base` to `profile`'s corrections, and the examples in `examples_dir` if given
@@ -47,15 +48,18 @@ def adapt_profile(
         images = np.concatenate([images, more_images])  # both uint8, as the model sees them
         labels = np.concatenate([labels, more_labels])
     out_dir = out or profile_model_dir(profile)
-    result = adapt(base, images, labels, out_dir, profile=profile, config=config, log=log)
+    result = adapt(base, images, labels, out_dir, profile=profile, config=config or AdaptConfig(), log=log)
     export(out_dir, "tflite-int8", out_dir / SERVING_FILE, force=True)
     return result
 
 
 def serving_model(profile: str) -> Path | None:
-    """The int8 model adapted to `profile` that a server runs, or None where there is none yet."""
+    """The int8 model adapted to `profile` that a server runs, or None where there is none yet.
+
+    Its sidecar, written once the export is measured, says it is whole: the model file alone
+    may be an export still under way."""
     path = profile_model_dir(profile) / SERVING_FILE
-    return path if path.is_file() else None
+    return path if path.with_name(SERVING_FILE + ".json").is_file() else None
 
 
 class ProfileModels:
@@ -69,9 +73,13 @@ class ProfileModels:
         path = serving_model(profile)
         if path is None:
             return None
-        stamp = path.stat().st_mtime
+        stamp = path.with_name(SERVING_FILE + ".json").stat().st_mtime
         if profile not in self._loaded or self._loaded[profile][0] != stamp:
-            self._loaded[profile] = (stamp, Recognizer.load(path))  # int8 LiteRT: milliseconds
+            try:
+                self._loaded[profile] = (stamp, Recognizer.load(path))  # int8 LiteRT: milliseconds
+            except ModelError as exc:  # replaced while being read: the one before serves meanwhile
+                log.warning("profile %r: %s", profile, exc)
+                return self._loaded[profile][1] if profile in self._loaded else None
         return self._loaded[profile][1]
 
 

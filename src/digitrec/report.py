@@ -22,6 +22,7 @@ from digitrec.files import atomic_write_text
 
 MAX_GRID = 1024  # 32 × 32 digits: more would be a picture too large to read, and slow to draw
 MAX_THUMBNAILS = 500  # a report's mistakes shown as images: ~300 bytes each
+EXPLAINED_MISTAKES = 50  # the most confident mistakes shown with their saliency (~20 ms each)
 BRIEF_RECIPE = ("model", "epochs", "batch_size", "optimizer", "lr", "schedule", "augment")  # the rest folded
 
 
@@ -165,10 +166,12 @@ def write_report(
     out_dir: Path,
     history: Path | None = None,
     metadata: dict | None = None,
+    why: dict[int, bytes] | None = None,
 ) -> Path:
     """`report.html` (self-contained), its PNGs and `metrics.json` in `out_dir`; given the
-    model's `history.json`, its training curves too, and given its metadata, a header naming
-    its recipe, training date and library versions."""
+    model's `history.json`, its training curves too, given its metadata, a header naming its
+    recipe, training date and library versions, and given `why`, PNGs of mistakes' saliency
+    by index (`digitrec.explanation.overlay_png`), a column showing the ink each answer rests on."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pictures = {
         "confusion": plot_confusion(figures["confusion"], out_dir / "confusion.png"),
@@ -184,7 +187,9 @@ def write_report(
         for true, read, count in confused_pairs(figures["confusion"])
     ]
     shown = wrong[:MAX_THUMBNAILS] + [m for *_, examples in pairs for m in examples]
-    body = _evaluation_body(figures, encoded, wrong, pairs, _thumbnails(images, shown), metadata or {})
+    thumbs = _thumbnails(images, shown)
+    saliency = {i: base64.b64encode(png).decode() for i, png in (why or {}).items()}
+    body = _evaluation_body(figures, encoded, wrong, pairs, thumbs, metadata or {}, saliency)
     atomic_write_text(out_dir / "metrics.json", json.dumps(figures, indent=2) + "\n")
     atomic_write_text(out_dir / "report.html", _page(f"{figures['model']} on {figures['dataset']}", body))
     return out_dir / "report.html"
@@ -247,7 +252,13 @@ def confused_pairs(confusion: list[list[int]], limit: int = 6) -> list[tuple[int
 
 
 def _evaluation_body(
-    figures: dict, images: dict, wrong: list[dict], pairs: list, thumbs: dict[int, str], metadata: dict
+    figures: dict,
+    images: dict,
+    wrong: list[dict],
+    pairs: list,
+    thumbs: dict[int, str],
+    metadata: dict,
+    saliency: dict[int, str],
 ) -> str:
     low, high = figures["ci95"]
     rows = "".join(
@@ -268,7 +279,7 @@ def _evaluation_body(
 <img alt="confusion matrix" src="data:image/png;base64,{images["confusion"]}">
 {_pairs_section(pairs, thumbs)}
 <h2>Mistakes</h2><img alt="misclassified images" src="data:image/png;base64,{images["errors"]}">
-{_mistakes_table(wrong, thumbs)}
+{_mistakes_table(wrong, thumbs, saliency)}
 <h2>Calibration</h2><img alt="reliability diagram" src="data:image/png;base64,{images["reliability"]}">
 {_training_section(images)}"""
 
@@ -316,20 +327,26 @@ def _pairs_section(pairs: list[tuple[int, int, int, list[dict]]], thumbs: dict[i
     return f'<h2>Most confused pairs</h2><p>Examples, most confidently wrong first.</p><ol id="pairs">{items}</ol>'
 
 
-def _mistakes_table(wrong: list[dict], thumbs: dict[int, str]) -> str:
+def _mistakes_table(wrong: list[dict], thumbs: dict[int, str], saliency: dict[int, str]) -> str:
     if not wrong:
         return "<p>No mistakes.</p>"
     rows = "".join(
-        f"<tr><td>{rank}</td><td>{_img(m, thumbs)}</td><td>{m['label']}</td>"
+        f"<tr><td>{rank}</td><td>{_img(m, thumbs)}</td><td>{_why(m, saliency)}</td><td>{m['label']}</td>"
         + "".join(f"<td>{digit} ({p:.3f})</td>" for digit, p in m["top2"])
         + f"<td>{m['index']}</td></tr>"
         for rank, m in enumerate(wrong, start=1)
     )
     note = f"; images for the first {MAX_THUMBNAILS}" if len(wrong) > MAX_THUMBNAILS else ""
+    why = (
+        f" Why, for the first {len(saliency)}: in orange, the ink whose hiding lowers the answer's"
+        " log-odds most (occlusion)."
+        if saliency
+        else ""
+    )
     return (
         f"<p>All {len(wrong)} mistakes, most confidently wrong first: the model's two most probable digits"
-        f" and the image's index in the split{note}.</p>"
-        '<div class="scroll tall"><table id="mistakes"><thead><tr><th>#</th><th>image</th><th>true</th>'
+        f" and the image's index in the split{note}.{why}</p>"
+        '<div class="scroll tall"><table id="mistakes"><thead><tr><th>#</th><th>image</th><th>why</th><th>true</th>'
         f"<th>read as</th><th>second</th><th>index</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
 
@@ -351,6 +368,13 @@ def _img(mistake: dict, thumbs: dict[int, str]) -> str:
     (first, p), _ = mistake["top2"]
     alt = f"image {mistake['index']}: a {mistake['label']} read as {first} ({p:.2f})"
     return f'<img class="digit" alt="{alt}" title="{alt}" src="data:image/png;base64,{thumbs[mistake["index"]]}">'
+
+
+def _why(mistake: dict, saliency: dict[int, str]) -> str:
+    if mistake["index"] not in saliency:
+        return "–"
+    alt = f"image {mistake['index']}: the ink its reading as {mistake['top2'][0][0]} rests on, in orange"
+    return f'<img class="digit" alt="{alt}" title="{alt}" src="data:image/png;base64,{saliency[mistake["index"]]}">'
 
 
 def _mcnemar_section(result: dict) -> str:

@@ -4,10 +4,10 @@
 
 Routes: `/` the page, `POST /api/predict` an image (`?profile=NAME` reads it with the model
 adapted to NAME, `?explain=1` says why), `POST /api/feedback` a correction to learn from (every
-`adapt_every` corrections of a profile adapt a model to it in the background), `POST /v1/models/digitrec:predict` TF
-Serving's REST shape, `GET /v1/models/digitrec` its status, `/healthz`, `/metrics`
-(Prometheus), `/docs` and `/redoc` (OpenAPI, from the package's own files). Every rejection is
-a 4xx (429 when too much work waits) with `{"error": "..."}`.
+`adapt_every` corrections of a profile adapt a model to it in the background),
+`POST /v1/models/digitrec:predict` TF Serving's REST shape, `GET /v1/models/digitrec` its status,
+`/healthz`, `/metrics` (Prometheus), `/docs` and `/redoc` (OpenAPI, from the package's own
+files). Every rejection is a 4xx (429 when too much work waits) with `{"error": "..."}`.
 
 Hostile clients are bounded at each step (docs/RELIABILITY.md): the Host header must name this
 server; every body is counted as it arrives, whatever its encoding, and cut off at
@@ -49,7 +49,7 @@ from digitrec.batching import Busy, MicroBatcher, WorkPool, inline
 from digitrec.contract import IMAGE_SHAPE, check_images
 from digitrec.corrections import CorrectionStore, checked_profile
 from digitrec.errors import ConfigError, DataError, ImageError, InputError
-from digitrec.explain import explain
+from digitrec.explanation import explain
 from digitrec.preprocess import limit_pillow_pixels, open_image
 from digitrec.profiles import BackgroundAdaptation, ProfileModels
 from digitrec.recognizer import Prediction, Prepared, Recognizer, digits_of

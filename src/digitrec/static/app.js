@@ -437,7 +437,7 @@ function drawSeen(image) {
   context.putImageData(pixels, 0, 0);
 }
 
-// The saliency over the digit, as `digitrec.explain.overlay_png` draws it, and training digits
+// The saliency over the digit, as `digitrec.explanation.overlay_png` draws it, and training digits
 // most like it: two of the answer, two of the runner-up (orange frames).
 function drawWhy(prediction) {
   const explanation = prediction && prediction.explanation;

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from digitrec.data import VALIDATION_SIZE, load_dataset, scale
 from digitrec.errors import InputError
-from digitrec.explain import explain, nearest_examples, overlay_png, saliency
+from digitrec.explanation import explain, nearest_examples, overlay_png, saliency
 from digitrec.recognizer import Recognizer
 
 from .conftest import MNIST_DIR

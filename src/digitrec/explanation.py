@@ -6,7 +6,7 @@
 
 The saliency map is occlusion sensitivity (Zeiler & Fergus 2014, "Visualizing and understanding
 convolutional networks", section 4.2): each patch of the image is blacked out in turn, and a
-pixel is as salient as hiding it lowers the answer's probability. It needs nothing but
+pixel is as salient as hiding it lowers the answer's log-odds. It needs nothing but
 `predict_proba`, so it explains every backend alike, a LiteRT model too, where gradient maps
 need the Keras graph; and unlike guided backpropagation it changes when the model's weights do
 (Adebayo et al. 2018, "Sanity checks for saliency maps").
@@ -76,8 +76,8 @@ def saliency(recognizer: Recognizer, image: np.ndarray) -> np.ndarray:
 
 
 def _occlusion(recognizer: Recognizer, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The image's probabilities, and the mean drop in the answer's probability over the
-    patches covering each pixel, clipped at 0 and scaled to a maximum of 1."""
+    """The image's probabilities, and the mean drop in the answer's log-odds over the patches
+    covering each pixel, clipped at 0 and scaled to a maximum of 1."""
     side = IMAGE_SHAPE[0]
     corners = [(r, c) for r in range(0, side - PATCH + 1, STRIDE) for c in range(0, side - PATCH + 1, STRIDE)]
     covering = np.zeros(IMAGE_SHAPE, np.float32)
@@ -91,8 +91,12 @@ def _occlusion(recognizer: Recognizer, image: np.ndarray) -> tuple[np.ndarray, n
         occluded[r : r + PATCH, c : c + PATCH] = 0
     probs = recognizer.predict_proba(batch)
     digit = int(np.argmax(probs[0]))
+    # Drops in log-odds, not probability: from 0.9999 to 0.99 is a large doubt in a confident
+    # answer, and a drop of 0.0099 in probability would leave its map all but blank.
+    answer = np.clip(probs[:, digit].astype(np.float64), 1e-6, 1 - 1e-6)
+    log_odds = np.log(answer) - np.log1p(-answer)
     drops = np.zeros(IMAGE_SHAPE, np.float32)
-    for drop, (r, c) in zip(probs[0, digit] - probs[1:, digit], inked, strict=True):
+    for drop, (r, c) in zip(log_odds[0] - log_odds[1:], inked, strict=True):
         drops[r : r + PATCH, c : c + PATCH] += drop
     heat = np.clip(drops / covering, 0, None)
     return probs[0], heat / heat.max() if heat.max() > 0 else heat
