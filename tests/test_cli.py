@@ -428,3 +428,56 @@ def test_training_in_a_terminal_shows_a_bar_per_step(tmp_path, small_mnist_dir, 
     screen = sys.stdout.getvalue()
     assert all(f"\r\x1b[1m{step}/4\x1b[0m" in screen for step in (1, 4))  # Keras's bar, redrawn per step
     assert "/step - accuracy: " in screen and "\nepoch 1/1  loss " in screen  # the epoch's line: its own
+
+
+def test_corrections_are_kept_listed_exported_and_forgotten(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIGITREC_HOME", str(tmp_path / "home"))
+    seven = tmp_path / "seven.png"
+    seven.write_bytes(render_photo(scale(load_dataset("mnist", MNIST_DIR).test_images[0]), PhotoStyle()))
+    assert main(["predict", str(seven), "--correct", "1", "--profile", "ada"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{seven}: 7 (")
+    assert (
+        err
+        == "digitrec: kept as a correction to profile 'ada' (1 in all); digitrec adapt --profile ada learns from them\n"
+    )
+    assert main(["corrections"]) == 0 and capsys.readouterr().out == "ada: 1 correction\n"
+    assert main(["corrections", "--profile", "ada", "--export", str(tmp_path / "out"), "--json"]) == 0
+    assert _last_json(capsys.readouterr().out)["exported"] == 1
+    assert (tmp_path / "out" / "labels.csv").read_text().splitlines() == ["file,label", "00000.png,1"]
+    assert main(["corrections", "--profile", "ada", "--forget"]) == 0
+    assert main(["corrections"]) == 0 and capsys.readouterr().out.endswith(
+        "no corrections yet in " + str(tmp_path / "home" / "corrections.sqlite3") + "\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["predict", "a.png", "b.png", "--correct", "3"], "one image of one digit"),
+        (["predict", "a.png", "--correct", "3", "--multi"], "one image of one digit"),
+        (["adapt", "--profile", "nobody"], "expected at least 10 examples to adapt to, got 0"),
+        (["corrections", "--forget"], "--export and --forget need --profile NAME"),
+        (["corrections", "--profile", "../up"], "profile"),
+        (["predict", "a.png", "--model", "profile:nobody"], "no model adapted to profile 'nobody' yet"),
+    ],
+)
+def test_profile_errors_are_one_line_and_exit_2(argv, fragment, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIGITREC_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("digitrec: error: ") and err.count("\n") == 1 and fragment in err, err
+
+
+def test_a_corrupt_corrections_store_is_one_line_and_left_as_it_was(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DIGITREC_HOME", str(tmp_path))
+    store = tmp_path / "corrections.sqlite3"
+    store.write_bytes(b"not a database, but someone's only copy")
+    assert main(["corrections"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"digitrec: error: {store}: not a readable corrections store (file is not a database); "
+        "restore it from a backup, or move it aside to start a new one\n"
+    )
+    assert store.read_bytes() == b"not a database, but someone's only copy"

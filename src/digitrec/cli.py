@@ -145,7 +145,7 @@ def _corrections(args: argparse.Namespace) -> None:
         )
     else:
         profiles = store.profiles() if not args.profile else {args.profile: store.count(args.profile)}
-        lines = [f"{name}: {count} corrections" for name, count in profiles.items()]
+        lines = [f"{name}: {count} correction{'s' * (count != 1)}" for name, count in profiles.items()]
         _report(
             args,
             {"store": str(store.path), "profiles": profiles},
