@@ -437,10 +437,8 @@ def test_corrections_are_kept_listed_exported_and_forgotten(tmp_path, capsys, mo
     assert main(["predict", str(seven), "--correct", "1", "--profile", "ada"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith(f"{seven}: 7 (")
-    assert (
-        err
-        == "digitrec: kept as a correction to profile 'ada' (1 in all); digitrec adapt --profile ada learns from them\n"
-    )
+    kept = "kept as a correction to profile 'ada' (1 in all); digitrec adapt --profile ada learns from them"
+    assert err == f"digitrec: {kept}\n"
     assert main(["corrections"]) == 0 and capsys.readouterr().out == "ada: 1 correction\n"
     assert main(["corrections", "--profile", "ada", "--export", str(tmp_path / "out"), "--json"]) == 0
     assert _last_json(capsys.readouterr().out)["exported"] == 1

@@ -43,7 +43,7 @@ def test_a_profile_is_adapted_from_its_corrections_and_served_as_int8(tmp_path):
 
 
 def test_a_profile_without_an_adapted_model_is_one_clear_error():
-    with pytest.raises(ModelError, match="no model adapted to profile 'nobody' yet; .* digitrec adapt"):
+    with pytest.raises(ModelError, match=r"no model adapted to profile 'nobody' yet; .* digitrec adapt"):
         Recognizer.load("profile:nobody")
     with pytest.raises(ConfigError, match="profile"):
         Recognizer.load("profile:../../etc")

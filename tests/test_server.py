@@ -486,7 +486,7 @@ def test_a_correction_as_json_is_kept_for_its_profile(live_server, digits):
 def test_a_correction_as_an_image_keeps_what_the_model_saw_and_what_it_answered(live_server, digits):
     from digitrec.corrections import CorrectionStore
 
-    images, labels = digits
+    images, _ = digits
     png = _dark_on_white_png(images[3])
     seen = httpx.post(f"{live_server}/api/predict", content=png, headers={"content-type": "image/png"}).json()
     response = httpx.post(
