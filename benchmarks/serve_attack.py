@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from common import BIN, free_ports
-from serve_load import multipart, png_uploads, wait_until_healthy
+from serve_load import children, multipart, png_uploads, wait_until_healthy
 
 PORT = 0
 DECLARED_30_MB = b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 31457280\r\n\r\n"
@@ -46,8 +46,10 @@ def black_png(width: int, height: int) -> bytes:
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of the server and its workers, in MB."""
     with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+        own = next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+    return own + sum(rss_mb(child) for child in children(pid))
 
 
 def post(path: str, body: bytes, kind: str, headers: dict | None = None, timeout: float = 60) -> int:

@@ -139,10 +139,20 @@ def _stalled() -> list:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User and system CPU time process `pid` has used (Linux)."""
+    """User and system CPU time process `pid` and its workers have used (Linux)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) for child in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started that are still running (Linux)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as listed:
+            found += [int(child) for child in listed.read().split()]
+    return found
 
 
 def wait_until_healthy(port: int, server: subprocess.Popen, timeout_s: float = 120) -> None:

@@ -591,3 +591,44 @@ def test_corrections_survive_kill_9_of_the_server(tmp_path, digits):
         server.communicate()
     store = CorrectionStore(tmp_path / "corrections.sqlite3")  # checks the file whole as it opens
     assert store.count("k") >= len(acknowledged) >= 15
+
+
+def test_two_workers_share_the_port_and_the_metrics_and_stop_together(digits):
+    import select
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "digitrec", "serve", "--port", "0", "--workers", "2"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 60)
+        assert ready, "digitrec serve printed nothing in 60 s"
+        announced = server.stdout.readline()
+        assert announced.startswith("digitrec: serving default-int8 on http://127.0.0.1:")
+        assert announced.endswith(" with 2 workers (Ctrl-C stops)\n")
+        url = announced.split(" on ")[1].split()[0]
+        png = {"content": _dark_on_white_png(digits[0][0]), "headers": {"content-type": "image/png"}}
+        for _ in range(12):  # a new connection each: either worker may answer
+            assert httpx.post(f"{url}api/predict", **png, timeout=30).json()["digit"] == digits[1][0]
+        metrics = httpx.get(f"{url}metrics").text
+        assert 'digitrec_requests_total{route="/api/predict",status="200"} 12.0' in metrics
+        workers = [
+            int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        ]
+        assert len(workers) == 2
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 130 and err.strip().splitlines()[-1] == "digitrec: interrupted"
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the server"
+
+
+def test_several_workers_refuse_a_keras_model_in_one_line(tiny_model_dir, capsys):
+    from digitrec.cli import main
+
+    assert main(["serve", "--model", str(tiny_model_dir), "--workers", "2", "--port", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "digitrec: error: several workers serve LiteRT models only: pass a .tflite --model or --workers 1\n"
+    )

@@ -175,7 +175,8 @@ def _export(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from digitrec.server import ServeConfig, serve
 
-    config = ServeConfig(args.host, args.port, tuple(args.allowed_host or ()), args.trust_model)
+    hosts = tuple(args.allowed_host or ())
+    config = ServeConfig(args.host, args.port, hosts, args.trust_model, workers=args.workers)
     serve(args.model, config, announce=lambda line: print(line, flush=True))
 
 

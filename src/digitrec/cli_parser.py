@@ -133,6 +133,8 @@ def _add_other_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=8000, help="8000 (default); 0 takes any free port")
     hosts_help = "a Host header to answer (repeatable; default: the --host name, any for 0.0.0.0; * for any)"
     serve.add_argument("--allowed-host", action="append", metavar="NAME", help=hosts_help)
+    workers_help = "processes serving (default: one per core, at most 4, for a .tflite model; else 1)"
+    serve.add_argument("--workers", type=int, default=0, metavar="N", help=workers_help)
 
 
 def _add_profile_flag(command) -> None:

@@ -21,12 +21,17 @@ bounded `WorkPool`, so that the loop never stalls and memory stays within a budg
 
 import asyncio
 import contextlib
+import ctypes
+import dataclasses
 import ipaddress
 import json
 import logging
 import os
 import re
+import signal
 import socket
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +44,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import BaseModel, Field, StrictFloat, ValidationError
 from starlette.exceptions import HTTPException
 
@@ -48,7 +61,7 @@ from digitrec.backends import LiteRTBackend
 from digitrec.batching import Busy, MicroBatcher, WorkPool, inline
 from digitrec.contract import IMAGE_SHAPE, check_images
 from digitrec.corrections import CorrectionStore, checked_profile
-from digitrec.errors import ConfigError, DataError, ImageError, InputError
+from digitrec.errors import ConfigError, DataError, ImageError, InputError, ModelError
 from digitrec.explanation import explain
 from digitrec.preprocess import limit_pillow_pixels, open_image
 from digitrec.profiles import BackgroundAdaptation, ProfileModels
@@ -59,6 +72,10 @@ log = logging.getLogger("digitrec.serve")
 BYTES_PER_PIXEL = 28  # peak memory of decoding and cleaning one pixel (RGBA, measured: 36 MP → 1 GB)
 BYTES_PER_JSON_BYTE = 40  # peak memory of parsing one byte of `instances` into Python floats
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own, for several processes
+MAX_AUTO_WORKERS = 4
+WORKER_MIN_LIFE_S = 10.0  # a worker that ends sooner failed to start
+PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when its parent ends
 
 
 @dataclass(frozen=True)
@@ -80,12 +97,15 @@ class ServeConfig:
     header_timeout_s: float = 5.0  # from connection (or last response) to complete headers
     keep_alive_s: float = 5.0
     max_connections: int = 256  # beyond it, requests are answered 503
+    workers: int = 0  # processes serving; 0: one per core (at most 4) for a LiteRT model, else 1
     adapt_every: int = 20  # corrections of a profile between adaptations to it; 0: never
     adapt_base: str = "default"  # the Keras model adaptations start from
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be a number from 0 to 65535 (0: any free port), got {self.port}")
+        if not 0 <= self.workers <= 64:
+            raise ConfigError(f"workers must be a number from 0 to 64 (0: one per core), got {self.workers}")
         for name in ("request_timeout_s", "header_timeout_s", "keep_alive_s", "max_connections"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -288,6 +308,9 @@ def create_app(
     name = model_name(recognizer)
     registry = CollectorRegistry()
     requests, latency = _request_metrics(registry)
+    if shared_metrics := os.environ.get(METRICS_DIR_VARIABLE):  # several workers: /metrics sums them
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=shared_metrics)
     app = FastAPI(
         title="digitrec",
         version="1",
@@ -545,7 +568,7 @@ def _correction(body: bytes) -> Correction:
 
 def _keep(store: CorrectionStore, correction: Correction) -> dict:
     source = correction.source
-    image = check_images(np.asarray(correction.image, np.float32)[None])[0]
+    image = check_images([correction.image])[0]
     id_ = store.add(correction.profile, image, correction.label, correction.predicted, source)
     return {"id": id_, "profile": correction.profile, "corrections": store.count(correction.profile)}
 
@@ -677,20 +700,95 @@ def serve(
     config: ServeConfig = ServeConfig(),
     announce: Callable[[str], None] = print,
 ) -> None:
-    """Take the port, load the model once, say where it is served, and serve until interrupted."""
-    import uvicorn
-
+    """Take the port, load the model, say where it is served, and serve until interrupted: in
+    this process, or in `workers` processes sharing the port (one per core for a LiteRT model:
+    Python runs one request at a time per process, and a request is mostly Python)."""
     with listen(config.host, config.port) as listener:
-        app = create_app(Recognizer.load(model, trust_model=config.trust_model), config)
+        recognizer = Recognizer.load(model, trust_model=config.trust_model)
+        workers = config.workers or (
+            min(os.cpu_count() or 1, MAX_AUTO_WORKERS) if isinstance(recognizer.backend, LiteRTBackend) else 1
+        )
+        if workers > 1 and not isinstance(recognizer.backend, LiteRTBackend):
+            raise ConfigError(
+                "several workers serve LiteRT models only: pass a .tflite --model or --workers 1"
+            )
         host, port = listener.getsockname()[:2]
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-        announce(f"digitrec: serving {model} on {url} (Ctrl-C stops)")
-        server = uvicorn.Server(server_settings(app, config))
-        server.run(sockets=[listener])
+        if workers == 1:
+            app = create_app(recognizer, config)
+            announce(f"digitrec: serving {model} on {url} (Ctrl-C stops)")
+            _run(app, config, listener)
+            return
+        with tempfile.TemporaryDirectory(prefix="digitrec-metrics-") as shared_metrics:
+            os.environ[METRICS_DIR_VARIABLE] = shared_metrics
+            values.ValueClass = values.MultiProcessValue()  # what prometheus_client picks at import
+            create_app(recognizer, config)  # each worker makes its own; this one fails before any starts
+            announce(f"digitrec: serving {model} on {url} with {workers} workers (Ctrl-C stops)")
+            share = dataclasses.replace(config, work_memory_bytes=config.work_memory_bytes // workers)
+            _prefork(
+                lambda: create_app(Recognizer.load(model, trust_model=config.trust_model), share),
+                share,
+                listener,
+                workers,
+            )
+
+
+def _run(app: FastAPI, config: ServeConfig, listener: socket.socket) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(server_settings(app, config))
+    server.run(sockets=[listener])
     if server.should_exit:
         # uvicorn stops only on a signal and re-raises it as it returns; once, under load, Ctrl-C
         # still ended in a plain return (exit 0). A stop by signal is an interruption either way.
         raise KeyboardInterrupt
+
+
+def _prefork(
+    make_app: Callable[[], FastAPI], config: ServeConfig, listener: socket.socket, workers: int
+) -> None:
+    """Serve in `workers` forked processes sharing `listener`, each with its own model (LiteRT's
+    thread pool does not survive a fork); one that dies is replaced, and SIGINT or SIGTERM stops all."""
+    children: dict[int, float] = {}
+
+    def start() -> None:
+        pid = os.fork()
+        if pid:
+            children[pid] = time.monotonic()
+            return
+        code = 0
+        try:
+            if sys.platform == "linux":  # the workers end with their parent, however it ends
+                ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            _run(make_app(), config, listener)
+        except KeyboardInterrupt:
+            pass
+        except BaseException:
+            log.exception("a worker failed")
+            code = 1
+        finally:
+            os._exit(code)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for _ in range(workers):
+            start()
+        while True:
+            pid, status = os.wait()
+            lived = time.monotonic() - children.pop(pid)
+            if lived < WORKER_MIN_LIFE_S:  # it fails as it starts: so would its replacement
+                raise ModelError(f"a worker stopped {lived:.1f} s after it started; --workers 1 shows why")
+            log.warning("worker %d ended (status %d); starting another", pid, status)
+            start()
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            os.waitpid(pid, 0)
 
 
 def listen(host: str, port: int) -> socket.socket:
