@@ -85,3 +85,15 @@ def test_background_adaptation_starts_every_n_corrections_one_at_a_time_and_stop
     adaptation.close()
     assert not adaptation.running("bg")
     assert not BackgroundAdaptation("default", every=0).corrected("bg", 40)
+
+
+def test_a_profile_is_adapted_by_one_process_at_a_time(tmp_path):
+    import fcntl
+
+    from digitrec.profiles import _only_adaptation_of
+
+    with _only_adaptation_of("busy"), open(profile_model_dir("busy").with_suffix(".lock")) as other:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another process would find it
+        with pytest.raises(ConfigError, match="'busy' is being adapted already"):
+            adapt_profile("busy", store=CorrectionStore(tmp_path / "store.sqlite3"))

@@ -9,11 +9,13 @@ model goes where `profile:NAME` finds it (`digitrec.artifact.profile_model_dir`)
 LiteRT copy beside it that the server runs without loading TensorFlow.
 """
 
+import contextlib
+import fcntl
 import logging
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ import numpy as np
 from digitrec.adaptation import MIN_EXAMPLES, AdaptConfig, AdaptResult, adapt
 from digitrec.artifact import profile_model_dir
 from digitrec.corrections import CorrectionStore, read_examples
-from digitrec.errors import ModelError
+from digitrec.errors import ConfigError, ModelError
 from digitrec.exporter import export
 from digitrec.recognizer import Recognizer
 
@@ -48,9 +50,28 @@ def adapt_profile(
         images = np.concatenate([images, more_images])  # both uint8, as the model sees them
         labels = np.concatenate([labels, more_labels])
     out_dir = out or profile_model_dir(profile)
-    result = adapt(base, images, labels, out_dir, profile=profile, config=config or AdaptConfig(), log=log)
-    export(out_dir, "tflite-int8", out_dir / SERVING_FILE, force=True)
+    with _only_adaptation_of(profile):
+        result = adapt(
+            base, images, labels, out_dir, profile=profile, config=config or AdaptConfig(), log=log
+        )
+        export(out_dir, "tflite-int8", out_dir / SERVING_FILE, force=True)
     return result
+
+
+@contextlib.contextmanager
+def _only_adaptation_of(profile: str) -> Iterator[None]:
+    """Hold the profile's lock while adapting: two at once (two server workers, a server and a
+    command line) would write one folder twice over."""
+    lock_path = profile_model_dir(profile).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"profile {profile!r} is being adapted already; try again when it is done"
+            ) from None
+        yield  # the lock goes with the file's closing, however the process ends
 
 
 def serving_model(profile: str) -> Path | None:
