@@ -33,7 +33,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -719,9 +719,7 @@ def serve(
             announce(f"digitrec: serving {model} on {url} (Ctrl-C stops)")
             _run(app, config, listener)
             return
-        with tempfile.TemporaryDirectory(prefix="digitrec-metrics-") as shared_metrics:
-            os.environ[METRICS_DIR_VARIABLE] = shared_metrics
-            values.ValueClass = values.MultiProcessValue()  # what prometheus_client picks at import
+        with _shared_metrics():
             create_app(recognizer, config)  # each worker makes its own; this one fails before any starts
             announce(f"digitrec: serving {model} on {url} with {workers} workers (Ctrl-C stops)")
             share = dataclasses.replace(config, work_memory_bytes=config.work_memory_bytes // workers)
@@ -731,6 +729,21 @@ def serve(
                 listener,
                 workers,
             )
+
+
+@contextlib.contextmanager
+def _shared_metrics() -> Iterator[None]:
+    """Metrics made inside count into files that every process's /metrics sums: prometheus_client's
+    multiprocess mode, which it picks at import from the environment (set here, then undone)."""
+    single = values.ValueClass
+    with tempfile.TemporaryDirectory(prefix="digitrec-metrics-") as folder:
+        os.environ[METRICS_DIR_VARIABLE] = folder
+        values.ValueClass = values.MultiProcessValue()
+        try:
+            yield
+        finally:
+            del os.environ[METRICS_DIR_VARIABLE]
+            values.ValueClass = single
 
 
 def _run(app: FastAPI, config: ServeConfig, listener: socket.socket) -> None:
