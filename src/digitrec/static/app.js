@@ -237,6 +237,7 @@ const isEmpty = () => !input.photo && input.strokes.length === 0;
 
 function changed({ now = false } = {}) {
   requests.version += 1;
+  taught.textContent = ""; // about the input before: an answer to this one may come after a tap
   undoButton.disabled = Boolean(input.photo) || input.strokes.length === 0;
   clearTimeout(requests.timer);
   requests.timer = 0;
@@ -414,7 +415,6 @@ function showDigit(prediction) {
   shown = noInk ? null : prediction;
   teach.hidden = noInk;
   rightButton.textContent = `Right: ${prediction.digit}`;
-  taught.textContent = "";
   drawWhy(noInk ? null : prediction);
 }
 
