@@ -143,6 +143,18 @@ def test_touching_digits_are_offered_whole_and_in_two_pieces(mnist_digits, left,
     assert first.box[0] < second.box[0] and first.box[2] < second.box[2]
 
 
+@pytest.mark.parametrize(("left", "right"), [(4, 27), (34, 10)])  # 4 4 and 7 0, leaning into each other
+def test_touching_digits_are_cut_along_the_gap_between_them_not_down_a_column(mnist_digits, left, right):
+    images, _ = mnist_digits
+    [pair] = segment(touching(images[left], images[right]))
+    # No column parts these two without slicing a stroke off one of them; a path bends round it.
+    error = min(
+        max(np.abs(first.image - images[left]).mean(), np.abs(second.image - images[right]).mean())
+        for first, second in pair.splits
+    )
+    assert error < 0.05
+
+
 def test_a_wide_zero_is_not_split():
     ys, xs = np.mgrid[0:100, 0:130]
     ring = np.abs(((xs - 65) / 60) ** 2 + ((ys - 50) / 45) ** 2 - 1) < 0.25

@@ -91,6 +91,15 @@ def test_touching_digits_are_read_as_two_where_the_model_reads_the_pieces_better
     assert answer.number == f"{labels[left]}{labels[right]}"
 
 
+@pytest.mark.parametrize(("left", "right"), [(4, 6), (0, 9)])  # 4 4 and 7 9, each read whole as one digit
+def test_touching_digits_that_pass_for_one_confident_digit_are_read_as_two(
+    recognizer, test_digits, left, right
+):
+    images, labels = test_digits
+    [answer] = recognizer.predict(touching(images[left], images[right]), multi=True)
+    assert answer.number == f"{labels[left]}{labels[right]}"
+
+
 def test_a_wide_single_digit_is_read_whole(recognizer, test_digits):
     images, labels = test_digits
     wide = np.asarray(Image.fromarray((images[1] * 255).astype(np.uint8)).resize((42, 28)))  # a 2

@@ -34,6 +34,7 @@ from digitrec.temperature import apply_temperature
 # at most 1% of validation digits (0.90% for the bundled default, which leaves 74% of letters
 # and 70% of scribbles flagged; `python benchmarks/uncertainty.py --sweep`).
 UNCERTAIN_BELOW = 0.98
+WIDE_WHOLE = 0.9  # ink as wide as two digits (`Digit.wide`) is read whole only if 1/0.9 × likelier than split
 BATCH_SIZE = 512  # images per model call: large enough to amortise a call, small enough for any backend
 FILES_PER_BATCH = 64  # image files decoded before their digits go to the model together
 
@@ -210,7 +211,7 @@ class Recognizer:
             for character, answer in zip(item.characters, characters, strict=True):
                 pairs = [(next(answers), next(answers)) for _ in character.splits]
                 best = max(pairs, key=lambda pair: pair[0].confidence * pair[1].confidence, default=None)
-                options.append((answer, best, next(answers) if character.joined else None))
+                options.append((answer, best, next(answers) if character.joined else None, character.wide))
             chosen = _choose(options)
             results.append(_with_number(whole, "".join(str(c.digit) for c in chosen), chosen))
         return results
@@ -229,16 +230,21 @@ def digits_of(prepared: Sequence[Prepared]) -> list[Digit]:
     return [p.whole for p in prepared] + characters + parts
 
 
-Option = tuple["Prediction", "tuple[Prediction, Prediction] | None", "Prediction | None"]
+Option = tuple["Prediction", "tuple[Prediction, Prediction] | None", "Prediction | None", bool]
 
 
 def _choose(options: list[Option]) -> list["Prediction"]:
-    """The digits of a number, reading each character whole unless it is in doubt and a reading
-    of its ink split in two, or joined with the next character's, is likelier."""
+    """The digits of a number, reading each character whole unless a reading of its ink split
+    in two is likelier, or it is in doubt and its ink joined with the next character's is.
+
+    A split is weighed even against a confident whole: splits are offered only for ink as wide
+    as the row is tall, and squeezed into one frame two touching digits often read confidently
+    as one (a 4 for 41); ink as wide as two digits (`Digit.wide`) is read whole only if that is
+    clearly likelier."""
     chosen: list[Prediction] = []
     i = 0
     while i < len(options):
-        answer, split, joined = options[i]
+        answer, split, joined, wide = options[i]
         if joined is not None and i + 1 < len(options):
             after = options[i + 1][0]
             doubt = min(answer.confidence, after.confidence) < UNCERTAIN_BELOW
@@ -250,8 +256,8 @@ def _choose(options: list[Option]) -> list["Prediction"]:
                 chosen.append(joined)  # two pieces of one broken digit
                 i += 2
                 continue
-        doubt = answer.confidence < UNCERTAIN_BELOW
-        if split and doubt and split[0].confidence * split[1].confidence > answer.confidence:
+        whole = answer.confidence * (WIDE_WHOLE if wide else 1.0)
+        if split and split[0].confidence * split[1].confidence > whole:
             chosen += split  # two digits touching
         else:
             chosen.append(answer)
