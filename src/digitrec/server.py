@@ -76,6 +76,7 @@ METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own, fo
 MAX_AUTO_WORKERS = 4
 WORKER_MIN_LIFE_S = 10.0  # a worker that ends sooner failed to start
 PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when its parent ends
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @dataclass(frozen=True)
@@ -763,16 +764,29 @@ def _prefork(
     """Serve in `workers` forked processes sharing `listener`, each with its own model (LiteRT's
     thread pool does not survive a fork); one that dies is replaced, and SIGINT or SIGTERM stops all."""
     children: dict[int, float] = {}
+    parent = os.getpid()
 
     def start() -> None:
-        pid = os.fork()
+        # A stop signal in the middle of a fork would be raised inside its hooks, which swallow
+        # it: held back until the fork is done, in the parent and in the child.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            raise
         if pid:
-            children[pid] = time.monotonic()
+            children[pid] = time.monotonic()  # first: a stop let through next must end this one too
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until uvicorn takes it over
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         code = 0
         try:
             if sys.platform == "linux":  # the workers end with their parent, however it ends
                 ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != parent:  # it ended before that was said
+                raise KeyboardInterrupt
             _run(make_app(), config, listener)
         except KeyboardInterrupt:
             pass
