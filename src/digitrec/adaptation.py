@@ -49,7 +49,7 @@ class AdaptConfig:
     """The recipe. Defaults chosen on simulated writers' training-side digits and the validation
     split (`benchmarks/adapt.py`), never on the test split."""
 
-    max_steps: int = 300  # 25-40 s on 2 CPU cores; 400 read simulated writers no better
+    max_steps: int = 300  # 20-50 s on 2 shared CPU cores; 400 read simulated writers no better
     check_every: int = 25  # steps between readings of the held-back examples
     patience: int = 4  # checks without a better reading before stopping
     batch_size: int = 64
@@ -130,7 +130,7 @@ def adapt(
     held_set = (images[held], labels[held])
     validation = (scale(data.val_images), data.val_labels)
     before, base_weights = _Reading(model, held_set, validation), model.get_weights()
-    checkpoints = fine_tune(model, (images[trained], labels[trained]), held_set, data, config, seed, log)
+    checkpoints = _fine_tune(model, (images[trained], labels[trained]), held_set, data, config, seed, log)
     after = _guarded(
         model, base_weights, _best(checkpoints, held_set), held_set, validation, before, config, log
     )
@@ -239,7 +239,7 @@ class _Checkpoint:
     weights: list[np.ndarray]
 
 
-def fine_tune(
+def _fine_tune(
     model: Any,
     user: tuple[np.ndarray, np.ndarray],
     held: tuple[np.ndarray, np.ndarray],
