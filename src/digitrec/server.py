@@ -33,7 +33,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -561,10 +561,14 @@ def _correction(body: bytes) -> Correction:
     try:
         correction = Correction.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in ("body", *first.get("loc", ())))
-        raise InputError(f"invalid correction: {where}: {first.get('msg', 'malformed')}") from None
+        raise InputError(f"invalid correction: {_first_error(exc.errors(), 'body')}") from None
     return correction
+
+
+def _first_error(errors: Sequence[Any], *where: str) -> str:
+    """`body.label: Input should be ...`: where the first of pydantic's errors is, and what it says."""
+    first = errors[0]
+    return f"{'.'.join(str(p) for p in (*where, *first.get('loc', ())))}: {first.get('msg', 'malformed')}"
 
 
 def _keep(store: CorrectionStore, correction: Correction) -> dict:
@@ -593,9 +597,7 @@ def _instances(body: bytes, limit: int) -> np.ndarray:
     try:
         instances = ServingRequest.model_validate_json(body).instances
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in ("body", *first.get("loc", ())))
-        raise InputError(f"invalid request: {where}: {first.get('msg', 'malformed')}") from None
+        raise InputError(f"invalid request: {_first_error(exc.errors(), 'body')}") from None
     if not instances:
         raise InputError("'instances' is empty; send 28×28 arrays of floats in [0, 1], white ink on black")
     if len(instances) > limit:
@@ -624,9 +626,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error(422, f"invalid request: {where}: {first.get('msg', 'malformed')}"[:300])
+        return _error(422, f"invalid request: {_first_error(exc.errors())}"[:300])
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
