@@ -74,6 +74,24 @@ def test_a_shadow_over_most_of_the_border_keeps_dark_ink_dark(mnist_digits):
     assert np.abs(out - images[0]).mean() < 0.08
 
 
+def _grey_share(image: np.ndarray) -> float:
+    """Of the ink, the share of pixels between ink and paper: MNIST's edges are such greys."""
+    ink = image > 0.1
+    return float((ink & (image < 0.9)).sum() / max(1, ink.sum()))
+
+
+def test_hard_two_level_strokes_get_edges_as_soft_as_mnists_and_keep_their_strength(mnist_digits):
+    images, _ = mnist_digits
+    mnist = np.mean([_grey_share(image) for image in images])
+    read = []
+    for image in images[:10]:  # drawn on a 12-px canvas, two levels, scaled up 10 times
+        cells = np.asarray(Image.fromarray(image).resize((12, 12), Image.Resampling.BOX)) > 0.3
+        page = 1 - np.pad(np.kron(cells, np.ones((10, 10))), 30)
+        read.append(to_mnist(page).image)
+    assert abs(np.mean([_grey_share(image) for image in read]) - mnist) < 0.15, mnist
+    assert min(image.max() for image in read) > 0.95
+
+
 def test_an_already_normalised_array_passes_unchanged(mnist_digits):
     images, _ = mnist_digits
     assert np.array_equal(to_mnist(images[3]).image, images[3])
