@@ -344,7 +344,7 @@ def real_dev_table(recognizer: Recognizer, folder: Path) -> tuple[list[Row], lis
         files = sorted(labels)
         readings = read_both(recognizer, [folder / kind / file for file in files])
         right = {
-            p: np.array([read == labels[f] for (read, _), f in zip(r, files, strict=True)])
+            p: np.array([read == labels[f] for (read, _, _), f in zip(r, files, strict=True)])
             for p, r in readings.items()
         }
         by_writer = {w: np.array([writers[f] == w for f in files]) for w in sorted(set(writers.values()))}
