@@ -358,7 +358,7 @@ def test_predict_says_which_files_are_not_images_before_loading_the_model(tmp_pa
         (["train", "--recipe", "cnnn"], "; did you mean cnn? (see digitrec train --help)"),
         (["train", "--epcohs", "3"], "unrecognized arguments: --epcohs 3; did you mean --epochs?"),
         (["predict", "a.png", "--mutli"], "unrecognized arguments: --mutli; did you mean --multi?"),
-        (["evaluate", "--model", "defualt"], "robust; did you mean default?"),
+        (["evaluate", "--model", "defualt"], "default-int8; did you mean default?"),
     ],
 )
 def test_a_misspelt_command_flag_or_model_gets_a_did_you_mean(argv, guess, capsys):

@@ -30,7 +30,6 @@ BUNDLED = {
     "cnn": "cnn",
     "ensemble": "ensemble",
     "default-int8": "cnn/model-int8.tflite",
-    "robust": "robust",  # fine-tuned on restyled digits and non-digits; see its model card
 }
 MODEL_FORMS = "a model directory, a .keras or .tflite file, a SavedModel directory"
 PROFILE_PREFIX = "profile:"  # `profile:NAME`: the model adapted to NAME's handwriting

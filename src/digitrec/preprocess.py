@@ -207,20 +207,15 @@ def ink_map(grey: np.ndarray) -> tuple[np.ndarray, float]:
     scale = max(grey.shape) / WORK_SIDE if max(grey.shape) > WORK_SIDE else 1.0
     if scale > 1:
         grey = _fit(grey, WORK_SIDE)
-    levels = _clean_levels(grey)
-    if (levels[1] < levels[0]) if levels else _dark_ink(grey):  # make the ink the bright part
+    if _dark_ink(grey):  # make the ink the bright part
         grey = 1.0 - grey
-    import os
-    if levels and os.environ.get("EVEN_BG"):
-        background: np.ndarray | float = float(grey.min())
-    else:
-        # The background (paper, shadows, gradients) is what an opening wider than any stroke
-        # leaves: it erases the bright strokes and keeps the slowly varying light under them.
-        width = max(3, min(grey.shape) // 4)  # the shorter side: a row's strokes are a tenth of its height
-        # The opening runs on a smoothed copy: on raw grain it follows the noise's troughs, and
-        # the light between them would pass for faint ink.
-        smooth = ndimage.gaussian_filter(grey, 2.0)
-        background = ndimage.uniform_filter(ndimage.grey_opening(smooth, size=(width, width)), size=width)
+    # The background (paper, shadows, gradients) is what an opening wider than any stroke
+    # leaves: it erases the bright strokes and keeps the slowly varying light under them.
+    width = max(3, min(grey.shape) // 4)  # the shorter side: a row's strokes are a tenth of its height
+    # The opening runs on a smoothed copy: on raw grain it follows the noise's troughs, and
+    # the light between them would pass for faint ink.
+    smooth = ndimage.gaussian_filter(grey, 2.0)
+    background = ndimage.uniform_filter(ndimage.grey_opening(smooth, size=(width, width)), size=width)
     residual = grey - background
     grain = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     strokes = residual[residual > max(MIN_CONTRAST, 6 * grain)]
@@ -228,23 +223,6 @@ def ink_map(grey: np.ndarray) -> tuple[np.ndarray, float]:
         return np.zeros_like(grey, np.float32), scale
     peak = float(np.percentile(strokes, 90))
     return (residual / peak).clip(0, 1).astype(np.float32), scale
-
-
-def _clean_levels(grey: np.ndarray) -> tuple[float, float] | None:
-    """The paper's level and the ink's, if the image is clean: nearly every pixel at one or the
-    other (a canvas, a screenshot, a two-level scan); the paper is the level more pixels hold.
-    Bold strokes filling a tight frame make the local level (`_dark_ink`) the ink's."""
-    import os
-    tol = float(os.environ.get("EVEN_TOL", "0"))
-    if not tol:
-        return None
-    low, high = (float(v) for v in np.percentile(grey, [1, 99]))
-    if high - low < 0.5:
-        return None
-    at_low, at_high = float(np.mean(np.abs(grey - low) < tol)), float(np.mean(np.abs(grey - high) < tol))
-    if at_low + at_high < float(os.environ.get("EVEN_SHARE", "0.9")):
-        return None
-    return (low, high) if at_low > at_high else (high, low)
 
 
 def _dark_ink(grey: np.ndarray) -> bool:
