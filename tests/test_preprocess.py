@@ -74,6 +74,15 @@ def test_a_shadow_over_most_of_the_border_keeps_dark_ink_dark(mnist_digits):
     assert np.abs(out - images[0]).mean() < 0.08
 
 
+@pytest.mark.parametrize("ink, paper", [(0, 255), (255, 0)])
+def test_bold_digits_cropped_tight_to_their_ink_keep_their_polarity(mnist_digits, ink, paper):
+    images, _ = mnist_digits
+    for image in images[:20]:  # two levels, strokes 25-40 px wide, touching the frame
+        strokes = np.asarray(Image.fromarray(image).resize((200, 200), Image.Resampling.BILINEAR)) > 0.4
+        bold = to_mnist(np.where(strokes, ink, paper).astype(np.uint8)).image
+        assert np.abs(bold - to_mnist(strokes.astype(np.float32)).image).mean() < 0.05
+
+
 def _grey_share(image: np.ndarray) -> float:
     """Of the ink, the share of pixels between ink and paper: MNIST's edges are such greys."""
     ink = image > 0.1

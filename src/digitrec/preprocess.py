@@ -46,6 +46,7 @@ STROKE = 8.0  # ... this wide
 # two-level strokes 0.85-0.88 -> 0.935-0.94, other writers' rows +0.05-0.09, real digits unchanged.
 EDGE_SIGMA = 2.5
 MIN_CONTRAST = 0.12  # less ink-to-paper contrast than this is an empty image
+LEVEL_TIE = 0.1  # ink and paper standing out this nearly as far from the local level: a tie
 MIN_INK_PIXELS = 12  # fewer pixels of ink than this (at WORK_SIDE) is an empty image
 # Ink this many times as wide as the row's median height was two touching digits in all 44 cases
 # of the realworld benchmark's development rows (seeds 1-3, 3,512 characters), never one digit;
@@ -227,12 +228,21 @@ def ink_map(grey: np.ndarray) -> tuple[np.ndarray, float]:
 
 def _dark_ink(grey: np.ndarray) -> bool:
     """Dark ink on light paper, or light on dark: the side of the paper's local level that
-    reaches further. A shadow over half a page fools a border's or a whole image's level."""
+    reaches further. A shadow over half a page fools a border's or a whole image's level.
+
+    In a clean two-level image both sides reach equally far wherever bold strokes fill a
+    window (the median there is the ink's); then the ink is the side that stands out from its
+    surroundings more often.
+    """
     from scipy import ndimage
 
     small = _fit(grey, 64) if max(grey.shape) > 64 else grey
     flat = small - ndimage.median_filter(small, size=max(3, min(small.shape) // 3))
-    return -float(np.percentile(flat, 1)) > float(np.percentile(flat, 99))
+    dark, light = -float(np.percentile(flat, 1)), float(np.percentile(flat, 99))
+    if abs(dark - light) > LEVEL_TIE * max(dark, light):
+        return dark > light
+    cut = max(dark, light) / 2
+    return int(np.count_nonzero(flat < -cut)) > int(np.count_nonzero(flat > cut))
 
 
 def _otsu(values: np.ndarray) -> float:
