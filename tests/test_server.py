@@ -243,9 +243,27 @@ def test_a_slow_client_does_not_stop_the_server_answering_others(live_server):
         dripper.join(timeout=2)
 
 
+def _interrupt(server, workers: list[int] | tuple = ()) -> str:
+    """Ctrl-C to a `digitrec serve` process; its stderr. One still running 30 s later is killed,
+    with its workers, so that nothing outlives the test, and the test fails."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    server.send_signal(signal.SIGINT)
+    try:
+        return server.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        for pid in [*workers, server.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.communicate()
+        raise
+
+
 def test_the_serve_command_says_where_it_serves_and_stops_on_ctrl_c(tiny_model_dir):
     import select
-    import signal
     import subprocess
     import sys
 
@@ -259,8 +277,7 @@ def test_the_serve_command_says_where_it_serves_and_stops_on_ctrl_c(tiny_model_d
         assert announced == f"digitrec: serving {tiny_model_dir} on {url} (Ctrl-C stops)\n"
         assert httpx.get(f"{url}healthz", timeout=10).json()["status"] == "ok"
     finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
+        err = _interrupt(server)
     assert server.returncode == 130 and err.strip().splitlines()[-1] == "digitrec: interrupted"
 
 
@@ -595,7 +612,6 @@ def test_corrections_survive_kill_9_of_the_server(tmp_path, digits):
 
 def test_two_workers_share_the_port_and_the_metrics_and_stop_together(digits):
     import select
-    import signal
     import subprocess
     import sys
 
@@ -619,10 +635,33 @@ def test_two_workers_share_the_port_and_the_metrics_and_stop_together(digits):
         ]
         assert len(workers) == 2
     finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
+        err = _interrupt(server, workers)
     assert server.returncode == 130 and err.strip().splitlines()[-1] == "digitrec: interrupted"
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the server"
+
+
+def test_a_worker_that_never_takes_its_stop_signal_is_killed_after_the_grace(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from digitrec.server import stop_workers
+
+    # Stop signals held back, as in a worker stuck in a fork hook before it could unblock them.
+    deaf = (
+        "import signal, sys, time; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); "
+        "print(flush=True); time.sleep(120)"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", deaf], stdout=subprocess.PIPE)
+    with worker.stdout:
+        assert worker.stdout.readline() == b"\n"
+    started = time.monotonic()
+    stop_workers([worker.pid], grace_s=1.0)
+    assert time.monotonic() - started < 10
+    with pytest.raises(ChildProcessError):  # reaped by stop_workers
+        os.waitpid(worker.pid, os.WNOHANG)
+    worker.returncode = -signal.SIGKILL  # Popen must not wait for it again
 
 
 def test_several_workers_refuse_a_keras_model_in_one_line(tiny_model_dir, capsys):
