@@ -75,7 +75,6 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own, for several processes
 MAX_AUTO_WORKERS = 4
 WORKER_MIN_LIFE_S = 10.0  # a worker that ends sooner failed to start
-WORKER_STOP_GRACE_S = 5.0  # beyond the request timeout, for a stopping worker's last answers
 PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when its parent ends
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -800,7 +799,10 @@ def _prefork(
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    # SIGINT too: Python leaves it ignored where it started ignored (run in the background by a
+    # shell, or under nohup), and then Ctrl-C or `kill -INT` would never reach the workers.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, stop)
     try:
         for _ in range(workers):
             start()
@@ -812,28 +814,11 @@ def _prefork(
             log.warning("worker %d ended (status %d); starting another", pid, status)
             start()
     finally:
-        stop_workers(list(children), config.request_timeout_s + WORKER_STOP_GRACE_S)
-
-
-def stop_workers(pids: list[int], grace_s: float) -> None:
-    """SIGTERM to each worker, then wait `grace_s` for them to finish what they are answering;
-    any still there is killed. One can hang where no SIGTERM reaches it: a fork hook stuck on a
-    lock a thread of the parent held at the fork, with the stop signals still held back."""
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    running = set(pids)
-    while running:
-        running = {pid for pid in running if os.waitpid(pid, os.WNOHANG)[0] == 0}
-        if running and time.monotonic() > deadline:
-            for pid in running:
-                log.warning("worker %d did not stop in %.0f s; killed", pid, grace_s)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            return
-        time.sleep(0.02)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            os.waitpid(pid, 0)
 
 
 def listen(host: str, port: int) -> socket.socket:
