@@ -83,6 +83,22 @@ def test_bold_digits_cropped_tight_to_their_ink_keep_their_polarity(mnist_digits
         assert np.abs(bold - to_mnist(strokes.astype(np.float32)).image).mean() < 0.05
 
 
+def test_strokes_whose_pressure_varies_are_read_whole(mnist_digits):
+    from scipy import ndimage
+
+    images, _ = mnist_digits
+    rng = np.random.default_rng(0)
+    agreement = []
+    for image in images[:10]:  # grey 40-160 along the strokes, as a pencil pressed unevenly
+        strokes = np.asarray(Image.fromarray(image).resize((200, 200), Image.Resampling.BILINEAR)) > 0.4
+        field = ndimage.gaussian_filter(rng.normal(size=strokes.shape), 12)
+        page = np.where(strokes, 100 + 60 * field / np.abs(field).max(), 255).astype(np.uint8)
+        read, even = to_mnist(page), to_mnist(np.where(strokes, 100, 255).astype(np.uint8))
+        assert read.box == even.box  # no light stretch of stroke left out
+        agreement.append(np.mean((read.image > 0.1) == (even.image > 0.1)))
+    assert np.mean(agreement) > 0.95
+
+
 def _grey_share(image: np.ndarray) -> float:
     """Of the ink, the share of pixels between ink and paper: MNIST's edges are such greys."""
     ink = image > 0.1
