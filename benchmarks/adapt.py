@@ -24,6 +24,7 @@ import datetime
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,31 +62,41 @@ def adapted(model: str, images: np.ndarray, labels: np.ndarray, config: AdaptCon
 
 
 def writer_rows(args, data: Dataset, base: Recognizer, config: AdaptConfig) -> tuple[list[str], dict]:
-    """A table row per writer and k, and for each k the adapted writers' figures."""
+    """A table row per writer and k, and for each k the adapted writers' figures: their accuracy
+    and the MNIST change, with the digits newly misread (read right by the base)."""
     rng = np.random.default_rng(args.seed)
     examples, others = pools(data, max(args.k), rng)
-    test = rng.permutation(len(data.test_labels))[: args.n]
-    mnist = scale(data.test_images), data.test_labels
-    mnist_before = accuracy(base, *mnist)
+    # Scored on: test digits; in development, validation digits (the guard is off then).
+    images, labels = (
+        (data.val_images, data.val_labels) if args.development else (data.test_images, data.test_labels)
+    )
+    scored = rng.permutation(len(labels))[: args.n]
+    mnist = scale(images), labels
+    base_right = base.predict_proba(mnist[0]).argmax(1) == labels
+    mnist_before = float(np.mean(base_right))
     rows, by_k = [], defaultdict(list)
     for writer in WRITERS[: args.writers]:
         screened = writer.write(data.train_images[others], data.train_labels[others])
         screen = accuracy(base, scale(screened), data.train_labels[others])
-        own = scale(writer.write(data.test_images[test], data.test_labels[test])), data.test_labels[test]
+        own = scale(writer.write(images[scored], labels[scored])), labels[scored]
         before = accuracy(base, *own)
         start = f"| {writer.name} | {screen:.3f} |"
-        if screen > HARD:
-            rows.append(f"{start} not adapted | | | | {before:.3f} | | {mnist_before:.4f} | | |")
+        if screen > HARD and not args.development:
+            rows.append(f"{start} not adapted | | | | {before:.3f} | | {mnist_before:.4f} | | | |")
             continue
         for k in args.k:
             chosen = examples[:, :k].ravel()
-            images = writer.write(data.train_images[chosen], data.train_labels[chosen])
-            result, model = adapted(args.model, images, data.train_labels[chosen], config, args.seed)
-            after, mnist_after = accuracy(model, *own), accuracy(model, *mnist)
-            by_k[k].append((after, mnist_after - mnist_before))
+            drawn = writer.write(data.train_images[chosen], data.train_labels[chosen])
+            result, model = adapted(args.model, drawn, data.train_labels[chosen], config, args.seed)
+            after = accuracy(model, *own)
+            model_right = model.predict_proba(mnist[0]).argmax(1) == labels
+            mnist_after, broken = float(np.mean(model_right)), int(np.sum(base_right & ~model_right))
+            if screen <= HARD:
+                by_k[k].append((after, mnist_after - mnist_before))
             rows.append(
                 f"{start} {k} | {result.held_back} | {result.steps} | {result.blend:.2f} | {before:.3f} | "
-                f"**{after:.3f}** | {mnist_before:.4f} | {mnist_after:.4f} | {result.seconds:.0f} |"
+                f"**{after:.3f}** | {mnist_before:.4f} | {mnist_after:.4f} | {broken} | "
+                f"{result.seconds:.0f} |"
             )
             print(rows[-1], flush=True)
     return rows, by_k
@@ -122,7 +133,7 @@ def real_rows(args, base: Recognizer, config: AdaptConfig) -> None:
 
 WRITER_HEADER = (
     "| writer | base on training digits | k | held back | steps | blend | writer before | after "
-    "| MNIST test before | after | s |\n|" + "---|" * 11
+    "| MNIST before | after | newly misread | s |\n|" + "---|" * 12
 )
 REAL_HEADER = "| real writer (repo) | k | scored on | steps | blend | before | after | s |\n|" + "---|" * 8
 
@@ -138,17 +149,30 @@ def main() -> int:
         "--quick", action="store_true", help="smoke run: 2 writers, k = 10, 50 steps, 300 digits"
     )
     parser.add_argument("--real-dev", type=Path, help="the shared real digits: DIR/photos and DIR/canvas")
+    parser.add_argument(
+        "--development",
+        action="store_true",
+        help="choose a recipe: every writer adapted, scored on validation digits, the guard off",
+    )
+    parser.add_argument(
+        "--set", type=_setting, action="append", default=[], help="a recipe setting, e.g. lr=1e-4"
+    )
     args = parser.parse_args()
-    config = AdaptConfig()
+    config = replace(AdaptConfig(), **dict(args.set))
+    if args.development:
+        # The guard reads validation: off, so that validation measures what the recipe forgets.
+        config = replace(config, max_validation_drop=1.0)
     if args.quick:
         args.k, args.n, args.writers, config = [10], 300, 2, AdaptConfig(max_steps=50)
     started = time.perf_counter()
     data, base = load_dataset("mnist", progress=False), Recognizer.load(args.model)
-    print(f"{datetime.date.today()}: base {args.model}, seed {args.seed}, {args.n} test digits per writer\n")
+    split = "validation" if args.development else "test"
+    print(f"{datetime.date.today()}: base {args.model}, seed {args.seed}, {args.n} {split} digits per writer")
+    print(f"{config}\n")
     print(WRITER_HEADER, flush=True)
     rows, by_k = writer_rows(args, data, base, config)
     print(f"\n{WRITER_HEADER}\n" + "\n".join(rows))
-    print("\n| k | writers | mean writer accuracy after | worst MNIST test change |\n|---|---|---|---|")
+    print(f"\n| k | writers | mean writer accuracy after | worst MNIST {split} change |\n|---|---|---|---|")
     for k, figures in sorted(by_k.items()):
         mean, worst = np.mean([a for a, _ in figures]), min(d for _, d in figures)
         print(f"| {k} | {len(figures)} | {mean:.3f} | {worst:+.4f} |")
@@ -161,11 +185,22 @@ def main() -> int:
     bar = f"writers ≥ {BAR_WRITER}, MNIST test within {BAR_MNIST_DROP}"
     seconds = time.perf_counter() - started
     print(f"\nissue 26's bar at k = 10 ({bar}): {'met' if met else 'NOT met'}; {seconds:.0f} s")
-    return 0 if met or args.quick else 1
+    return 0 if met or args.quick or args.development else 1
 
 
 def _ints(text: str) -> list[int]:
     return [int(k) for k in text.split(",")]
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """`name=value` for a field of AdaptConfig, the value read as the field's type."""
+    name, _, value = text.partition("=")
+    kinds = {f.name: f.type for f in fields(AdaptConfig)}
+    if name not in kinds:
+        raise argparse.ArgumentTypeError(f"no recipe setting {name!r}; there are {', '.join(kinds)}")
+    if kinds[name] in (bool, "bool"):
+        return name, value.lower() in ("1", "true", "yes")
+    return name, (float if kinds[name] in (float, "float") else int)(value)
 
 
 if __name__ == "__main__":
