@@ -15,7 +15,13 @@ With `--real-dev DIR` (the shared real digits: DIR/photos and DIR/canvas, per `r
 also adapted to on k of each (every k that leaves at least one of each digit) and scored on the
 rest: a handful of digits, so a sign, not a figure.
 
+To choose a recipe, `--development` reads no test digit: every writer is adapted (`--set
+name=value` changes a field of `AdaptConfig`), scored on its redrawn validation digits, and with
+the guard off what the recipe forgets is counted on MNIST validation and on three warped copies
+of it ("newly misread": digits the base read right, as validation / warped).
+
 Usage: python benchmarks/adapt.py [--model M] [--k 1,5,10,20] [--n N] [--seed S] [--quick] [--real-dev DIR]
+                                  [--development] [--set NAME=VALUE ...]
 """
 
 import argparse
@@ -27,10 +33,12 @@ from collections import defaultdict
 from dataclasses import fields, replace
 from pathlib import Path
 
+import keras
 import numpy as np
 from adapt_writers import WRITERS
 
 from digitrec.adaptation import AdaptConfig, adapt
+from digitrec.augment import augmenter
 from digitrec.data import Dataset, load_dataset, scale
 from digitrec.preprocess import read
 from digitrec.recognizer import Recognizer
@@ -38,6 +46,7 @@ from digitrec.recognizer import Recognizer
 HARD = 0.92  # writers the base reads at most this well (on training digits) are adapted to
 SCREEN = 1000  # redrawn training digits each writer is screened on
 BAR_WRITER, BAR_MNIST_DROP = 0.96, 0.001  # issue 26's bar at k = 10
+WARP_SEED = 123  # the warped validation copies of --development
 
 
 def accuracy(recognizer: Recognizer, images: np.ndarray, labels: np.ndarray) -> float:
@@ -61,19 +70,31 @@ def adapted(model: str, images: np.ndarray, labels: np.ndarray, config: AdaptCon
         return result, Recognizer.load(folder)
 
 
+def forgetting_probes(data: Dataset, development: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The MNIST digits forgetting is measured on: test; in development, validation (the guard
+    is off then), and three copies of it warped as in training (a wider net for what a recipe
+    unsettles: 15,000 digits nearer the boundaries)."""
+    if not development:
+        return [(scale(data.test_images), data.test_labels)]
+    validation = scale(data.val_images)
+    warp = augmenter(10, 0.1, 0.1, 0.5, 0.15, seed=WARP_SEED)
+    warped = [keras.ops.convert_to_numpy(warp(validation, training=True)) for _ in range(3)]
+    return [(validation, data.val_labels), (np.concatenate(warped), np.tile(data.val_labels, 3))]
+
+
 def writer_rows(args, data: Dataset, base: Recognizer, config: AdaptConfig) -> tuple[list[str], dict]:
     """A table row per writer and k, and for each k the adapted writers' figures: their accuracy
     and the MNIST change, with the digits newly misread (read right by the base)."""
     rng = np.random.default_rng(args.seed)
     examples, others = pools(data, max(args.k), rng)
-    # Scored on: test digits; in development, validation digits (the guard is off then).
+    # The writers' own digits: redrawn test digits; in development, validation digits.
     images, labels = (
         (data.val_images, data.val_labels) if args.development else (data.test_images, data.test_labels)
     )
     scored = rng.permutation(len(labels))[: args.n]
-    mnist = scale(images), labels
-    base_right = base.predict_proba(mnist[0]).argmax(1) == labels
-    mnist_before = float(np.mean(base_right))
+    probes = forgetting_probes(data, args.development)
+    base_right = [base.predict_proba(x).argmax(1) == y for x, y in probes]
+    mnist_before = float(np.mean(base_right[0]))
     rows, by_k = [], defaultdict(list)
     for writer in WRITERS[: args.writers]:
         screened = writer.write(data.train_images[others], data.train_labels[others])
@@ -89,8 +110,9 @@ def writer_rows(args, data: Dataset, base: Recognizer, config: AdaptConfig) -> t
             drawn = writer.write(data.train_images[chosen], data.train_labels[chosen])
             result, model = adapted(args.model, drawn, data.train_labels[chosen], config, args.seed)
             after = accuracy(model, *own)
-            model_right = model.predict_proba(mnist[0]).argmax(1) == labels
-            mnist_after, broken = float(np.mean(model_right)), int(np.sum(base_right & ~model_right))
+            right = [model.predict_proba(x).argmax(1) == y for x, y in probes]
+            mnist_after = float(np.mean(right[0]))
+            broken = " / ".join(str(int(np.sum(b & ~r))) for b, r in zip(base_right, right, strict=True))
             if screen <= HARD:
                 by_k[k].append((after, mnist_after - mnist_before))
             rows.append(

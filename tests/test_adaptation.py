@@ -59,6 +59,17 @@ def test_the_adapted_model_loads_and_its_metadata_says_how_it_was_made(adapted):
     assert recognizer.predict_proba(np.zeros((2, 28, 28), np.float32)).shape == (2, 10)
 
 
+def test_what_is_checked_and_kept_is_the_running_average_of_the_weights(writer, tmp_path):
+    """An average that carries all of itself at every step never leaves the base's weights,
+    however far the training weights go."""
+    frozen = AdaptConfig(max_steps=20, check_every=20, average_decay=1.0)
+    result = adapt("default", *writer, tmp_path / "average", config=frozen, log=lambda line: None)
+    assert result.held_back_accuracy_after == result.held_back_accuracy_before
+    kept = Recognizer.load(result.model_dir).keras_model.get_weights()
+    base = Recognizer.load("default").keras_model.get_weights()
+    assert all(np.array_equal(k, b) for k, b in zip(kept, base, strict=True))
+
+
 def test_with_every_digit_written_once_nothing_is_held_back_and_it_still_adapts(writer, tmp_path):
     images, labels = writer[0][::10], writer[1][::10]
     result = adapt("default", images, labels, tmp_path / "once", config=SHORT, log=lambda line: None)
