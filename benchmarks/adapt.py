@@ -204,7 +204,7 @@ def main() -> int:
     at_bar = by_k.get(10, [])
     met = bool(at_bar) and np.mean([a for a, _ in at_bar]) >= BAR_WRITER
     met = met and min(d for _, d in at_bar) >= -BAR_MNIST_DROP - 1e-9
-    bar = f"writers ≥ {BAR_WRITER}, MNIST test within {BAR_MNIST_DROP}"
+    bar = f"writers ≥ {BAR_WRITER}, MNIST {split} within {BAR_MNIST_DROP}"
     seconds = time.perf_counter() - started
     print(f"\nissue 26's bar at k = 10 ({bar}): {'met' if met else 'NOT met'}; {seconds:.0f} s")
     return 0 if met or args.quick or args.development else 1
