@@ -76,8 +76,10 @@ def forgetting_probes(data: Dataset, development: bool) -> list[tuple[np.ndarray
     unsettles: 15,000 digits nearer the boundaries)."""
     if not development:
         return [(scale(data.test_images), data.test_labels)]
-    validation = scale(data.val_images)
-    warp = augmenter(10, 0.1, 0.1, 0.5, 0.15, seed=WARP_SEED)
+    validation, recipe = scale(data.val_images), AdaptConfig()
+    warp = augmenter(
+        recipe.rotation_deg, recipe.shift, recipe.zoom, recipe.stroke, recipe.shear, seed=WARP_SEED
+    )
     warped = [keras.ops.convert_to_numpy(warp(validation, training=True)) for _ in range(3)]
     return [(validation, data.val_labels), (np.concatenate(warped), np.tile(data.val_labels, 3))]
 
@@ -181,11 +183,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     config = replace(AdaptConfig(), **dict(args.set))
+    if args.quick:
+        args.k, args.n, args.writers, config = [10], 300, 2, replace(config, max_steps=50)
     if args.development:
         # The guard reads validation: off, so that validation measures what the recipe forgets.
         config = replace(config, max_validation_drop=1.0)
-    if args.quick:
-        args.k, args.n, args.writers, config = [10], 300, 2, AdaptConfig(max_steps=50)
     started = time.perf_counter()
     data, base = load_dataset("mnist", progress=False), Recognizer.load(args.model)
     split = "validation" if args.development else "test"
@@ -220,9 +222,8 @@ def _setting(text: str) -> tuple[str, object]:
     kinds = {f.name: f.type for f in fields(AdaptConfig)}
     if name not in kinds:
         raise argparse.ArgumentTypeError(f"no recipe setting {name!r}; there are {', '.join(kinds)}")
-    if kinds[name] in (bool, "bool"):
-        return name, value.lower() in ("1", "true", "yes")
-    return name, (float if kinds[name] in (float, "float") else int)(value)
+    kind = kinds[name]
+    return name, value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
 
 
 if __name__ == "__main__":

@@ -263,11 +263,10 @@ def _fine_tune(
     steps = config.max_steps if len(held[1]) else config.blind_steps
     checkpoints: list[_Checkpoint] = []
     best, stale = (-1.0, -np.inf), 0
-    average = model.get_weights()
+    average, decay = model.get_weights(), np.float32(config.average_decay)
     for step, (x, y) in enumerate(_batches(user, data, config, steps, np.random.default_rng(seed)), 1):
         trainer.train_on_batch(x, y)
         trained = model.get_weights()
-        decay = np.float32(config.average_decay)
         average = [decay * a + (1 - decay) * w for a, w in zip(average, trained, strict=True)]
         if step % config.check_every and step != steps:
             continue

@@ -268,7 +268,8 @@ def ink_components(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, slice
 
     if float(ink.max(initial=0)) < MIN_CONTRAST:
         return np.zeros(ink.shape, np.int32), []
-    mask = ink > min(max(_otsu(ink[ink > 0.02]) if (ink > 0.02).any() else 0.5, 0.2), SURE_INK)
+    cut = _otsu(ink[ink > 0.02]) if (ink > 0.02).any() else 0.5
+    mask = ink > min(max(cut, 0.2), SURE_INK)
     mask &= ~(_lines_across(mask) | _lines_across(mask.T).T)
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
